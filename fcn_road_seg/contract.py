@@ -1,0 +1,111 @@
+"""The model contract: what a model file expects and returns, stored inside the file.
+
+An ONNX model carries it in ``metadata_props`` (one key per field, prefixed ``fcn_road_seg.``, values
+JSON-encoded); a TensorRT plan carries it in a JSON sidecar. The pipeline reads it; nothing about the
+model is hard-coded elsewhere.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ContractError, ModelError
+
+__all__ = ["ModelContract", "CONTRACT_VERSION", "METADATA_PREFIX", "read_onnx_contract"]
+
+CONTRACT_VERSION = 1
+METADATA_PREFIX = "fcn_road_seg."
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """Everything a runtime needs to know about a road model's input and output."""
+
+    input_height: int
+    input_width: int
+    input_name: str = "image"
+    output_name: str = "road_probability"
+    channel_order: str = "RGB"
+    input_dtype: str = "uint8"
+    input_layout: str = "NHWC"
+    normalization: dict[str, list[float]] = field(
+        default_factory=lambda: {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": [255.0]}
+    )
+    output: str = "road_probability"
+    output_layout: str = "NHW"
+    default_threshold: float = 0.5
+    variant: str = "fcn8s"
+    width_mult: float = 1.0
+    fc_width: int = 4096
+    training_data: str = "untrained"
+    metrics: dict[str, float] = field(default_factory=dict)
+    package_version: str = "0.1.0"
+    contract_version: int = CONTRACT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.input_height <= 0 or self.input_width <= 0:
+            raise ContractError(f"contract input size must be positive, got {self.input_height}x{self.input_width}")
+        if self.channel_order not in ("RGB", "BGR"):
+            raise ContractError(f"contract channel_order must be RGB or BGR, got {self.channel_order!r}")
+        if not 0.0 < self.default_threshold < 1.0:
+            raise ContractError(f"contract default_threshold must lie in (0, 1), got {self.default_threshold}")
+        if self.contract_version > CONTRACT_VERSION:
+            raise ContractError(
+                f"model contract version {self.contract_version} is newer than this fcn_road_seg understands "
+                f"({CONTRACT_VERSION}); upgrade fcn_road_seg"
+            )
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """Network input shape (N, H, W, C)."""
+        return (1, self.input_height, self.input_width, 3)
+
+    def to_metadata(self) -> dict[str, str]:
+        """Flatten into ONNX ``metadata_props`` key/value strings."""
+        return {METADATA_PREFIX + k: json.dumps(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_metadata(cls, props: dict[str, str], source: str = "model") -> ModelContract:
+        """Rebuild from ONNX ``metadata_props``; raise ContractError naming the fix if absent."""
+        ours = {k[len(METADATA_PREFIX):]: v for k, v in props.items() if k.startswith(METADATA_PREFIX)}
+        if not ours:
+            raise ContractError(
+                f"{source} has no fcn_road_seg contract in its metadata; export it with "
+                "`fcn-road-seg export CHECKPOINT -o MODEL.onnx` (or train with `fcn-road-seg train`)"
+            )
+        known = {f.name for f in fields(cls)}
+        try:
+            values = {k: json.loads(v) for k, v in ours.items() if k in known}
+            return cls(**values)
+        except (TypeError, ValueError) as err:
+            raise ContractError(f"{source} has a malformed contract ({err}); re-export the model") from err
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "sidecar") -> ModelContract:
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as err:
+            raise ContractError(f"{source} has a malformed contract ({err}); rebuild it") from err
+
+
+def read_onnx_contract(path: str | Path) -> ModelContract:
+    """Read the contract of an ONNX file without loading its weights."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}; pass --model with an existing .onnx file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # onnx raises DecodeError and friends
+        raise ModelError(
+            f"{path} is not a readable ONNX model ({type(err).__name__}); export one with `fcn-road-seg export`"
+        ) from err
+    props = {p.key: p.value for p in model.metadata_props}
+    return ModelContract.from_metadata(props, source=str(path))

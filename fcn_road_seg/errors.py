@@ -1,0 +1,34 @@
+"""One package error and its subclasses; every message says what to do next."""
+
+__all__ = [
+    "FcnRoadSegError",
+    "ModelError",
+    "ContractError",
+    "InputImageError",
+    "BackendUnavailableError",
+    "DatasetError",
+]
+
+
+class FcnRoadSegError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ModelError(FcnRoadSegError):
+    """The model file is missing, unreadable or of the wrong kind."""
+
+
+class ContractError(ModelError):
+    """The model carries no contract, or one this version cannot use."""
+
+
+class InputImageError(FcnRoadSegError):
+    """A frame or image file cannot be segmented as given."""
+
+
+class BackendUnavailableError(FcnRoadSegError):
+    """The requested inference runtime is not installed or cannot run here."""
+
+
+class DatasetError(FcnRoadSegError):
+    """A dataset folder is missing, empty or inconsistent."""

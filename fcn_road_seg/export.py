@@ -1,0 +1,151 @@
+"""Checkpoint -> ONNX with the model contract in ``metadata_props``.
+
+The exported graph takes uint8 NHWC RGB at the network's fixed size and returns road probability (N, H, W)
+in [0, 1]: cast, normalisation, layout change and the softmax all run inside the graph, so a runtime only
+copies bytes in and out.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .contract import ModelContract
+from .errors import ModelError
+from .model import FCN, FCNConfig
+
+__all__ = ["DeployableFCN", "load_checkpoint", "export_onnx", "export_checkpoint", "contract_for", "DEFAULT_OPSET"]
+
+log = logging.getLogger(__name__)
+DEFAULT_OPSET = 18
+
+
+class DeployableFCN(nn.Module):
+    """Wrap an FCN: uint8 NHWC RGB in, road probability (N, H, W) out."""
+
+    def __init__(self, net: FCN, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.net = net
+        std_t = torch.tensor(std, dtype=torch.float32)
+        # (x / 255 - mean) / std  ==  x * scale + shift, folded into two constants.
+        self.register_buffer("scale", (1.0 / (255.0 * std_t)).view(1, 1, 1, 3))
+        self.register_buffer("shift", (-torch.tensor(mean, dtype=torch.float32) / std_t).view(1, 1, 1, 3))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.to(torch.float32) * self.scale + self.shift
+        logits = self.net(x.permute(0, 3, 1, 2))
+        # Two-class softmax, road channel: softmax(l)[1] == sigmoid(l1 - l0).
+        return torch.sigmoid(logits[:, 1] - logits[:, 0])
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a training checkpoint safely (``weights_only=True``) and check its keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}; train one with `fcn-road-seg train`")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ModelError(f"{path} is not a readable PyTorch checkpoint ({err})") from err
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise ModelError(f"{path} is not an fcn_road_seg checkpoint (needs 'model' and 'config' keys)")
+    return ckpt
+
+
+def contract_for(
+    config: FCNConfig,
+    input_size: tuple[int, int],
+    *,
+    normalization: dict[str, list[float]] | None = None,
+    training_data: str = "untrained",
+    metrics: dict[str, float] | None = None,
+    default_threshold: float = 0.5,
+) -> ModelContract:
+    """The contract an exported model of this architecture and size carries."""
+    extra = {"normalization": normalization} if normalization else {}
+    return ModelContract(
+        input_height=int(input_size[0]),
+        input_width=int(input_size[1]),
+        variant=config.variant,
+        width_mult=config.width_mult,
+        fc_width=config.fc_width,
+        training_data=training_data,
+        metrics=dict(metrics or {}),
+        default_threshold=default_threshold,
+        package_version=__version__,
+        **extra,
+    )
+
+
+def export_onnx(
+    net: FCN,
+    contract: ModelContract,
+    out_path: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Export ``net`` with ``contract`` to a self-contained ONNX file and check it."""
+    import onnx
+
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    h, w = contract.input_height, contract.input_width
+    if h % 32 or w % 32:
+        raise ValueError(f"network input size must be a multiple of 32 on both sides, got {h}x{w}")
+    norm = contract.normalization
+    wrapper = DeployableFCN(net, norm["mean"], norm["std"]).eval()
+    dummy = torch.zeros(contract.input_shape, dtype=torch.uint8)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    log.info("exporting %s at %dx%d (opset %d) to %s", contract.variant, h, w, opset, out_path)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            wrapper,
+            (dummy,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[contract.input_name],
+            output_names=[contract.output_name],
+            external_data=False,
+            verbose=False,
+        )
+    proto = program.model_proto
+    del proto.metadata_props[:]
+    for key, value in contract.to_metadata().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "fcn_road_seg"
+    proto.producer_version = __version__
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(out_path))
+    return out_path
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out_path: str | Path,
+    *,
+    input_size: tuple[int, int] | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Export a training checkpoint; size, normalisation and metrics come from the checkpoint."""
+    ckpt = load_checkpoint(checkpoint)
+    config = FCNConfig(**ckpt["config"])
+    net = FCN(config)
+    net.load_state_dict(ckpt["model"])
+    size = input_size or tuple(ckpt.get("input_size", ()))
+    if len(size) != 2:
+        raise ModelError(f"{checkpoint} does not record its input size; pass --input-size H W")
+    contract = contract_for(
+        config,
+        size,
+        normalization=ckpt.get("normalization"),
+        training_data=ckpt.get("training_data", "unknown"),
+        metrics=ckpt.get("metrics"),
+    )
+    return export_onnx(net.eval(), contract, out_path, opset=opset)
+

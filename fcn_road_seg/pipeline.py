@@ -1,0 +1,139 @@
+"""RoadSegmenter: the one path a frame takes, shared by the node, the CLI, the evaluator and the benchmarks.
+
+frame (HxWx3 uint8, RGB or BGR, any size) -> resize to the contract's network size -> backend ->
+probability resized back to the frame's size -> mask (0/255 at the threshold) -> overlay on request.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .backends import Backend, open_backend
+from .contract import ModelContract
+from .errors import InputImageError
+
+__all__ = ["RoadSegmenter", "RoadMask", "overlay", "MAX_UPSCALE", "MIN_SIDE"]
+
+# A frame is refused when the network would have to enlarge it more than this (it would invent detail),
+# or when a side is shorter than MIN_SIDE pixels.
+MAX_UPSCALE = 4.0
+MIN_SIDE = 32
+OVERLAY_COLOR_BGR = (0, 255, 0)
+
+
+@dataclass
+class RoadMask:
+    """The result for one frame, at the frame's size."""
+
+    probability: np.ndarray  # float32 HxW in [0, 1]
+    mask: np.ndarray  # uint8 HxW, 0 or 255
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    overlay: np.ndarray | None = None  # uint8 HxWx3 in the frame's channel order
+
+
+def overlay(frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5, color_order: str = "bgr") -> np.ndarray:
+    """Blend a green road tint into ``frame`` where ``mask`` is set; returns a new image."""
+    color = OVERLAY_COLOR_BGR if color_order.lower() == "bgr" else OVERLAY_COLOR_BGR[::-1]
+    tint = np.empty_like(frame)
+    tint[:] = color
+    blended = cv2.addWeighted(frame, 1.0 - alpha, tint, alpha, 0.0)
+    out = frame.copy()
+    np.copyto(out, blended, where=(mask > 0)[..., None])
+    return out
+
+
+class RoadSegmenter:
+    """Segment road in camera frames with a model that carries its contract."""
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        backend: str | Backend = "auto",
+        threshold: float | None = None,
+        **backend_options,
+    ) -> None:
+        """Open ``model`` (default: the shipped model) with ``backend`` (a name, or an opened Backend)."""
+        if isinstance(backend, str):
+            if model is None:
+                from .resources import default_model_path
+
+                model = default_model_path()
+            backend = open_backend(model, backend, **backend_options)
+        self.backend: Backend = backend
+        self.contract: ModelContract = backend.contract
+        self.threshold = self.contract.default_threshold if threshold is None else threshold
+        self._net_hw = (self.contract.input_height, self.contract.input_width)
+        self._batch = np.empty(self.contract.input_shape, dtype=np.uint8)
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        if not 0.0 < float(value) < 1.0:
+            raise ValueError(f"threshold must lie in (0, 1), got {value}")
+        self._threshold = float(value)
+
+    def check_frame(self, frame: np.ndarray) -> None:
+        """Raise InputImageError naming the fix if ``frame`` cannot be segmented."""
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+            dtype = getattr(frame, "dtype", type(frame).__name__)
+            raise InputImageError(f"frame must be a uint8 numpy array, got {dtype}; convert to 8-bit first")
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise InputImageError(
+                f"frame must be HxWx3 (colour), got shape {frame.shape}; convert grey or 4-channel images "
+                "with cv2.cvtColor (GRAY2BGR / BGRA2BGR) first"
+            )
+        h, w = frame.shape[:2]
+        net_h, net_w = self._net_hw
+        if min(h, w) < MIN_SIDE or net_h / h > MAX_UPSCALE or net_w / w > MAX_UPSCALE:
+            raise InputImageError(
+                f"frame {w}x{h} is too small for this model's {net_w}x{net_h} input (at most {MAX_UPSCALE:g}x "
+                f"enlargement, sides >= {MIN_SIDE}px); use a larger image or a model exported at a smaller size"
+            )
+
+    def segment(self, frame: np.ndarray, *, color_order: str = "bgr", overlay_alpha: float | None = None) -> RoadMask:
+        """Segment one frame; ``color_order`` declares the frame's channels ("bgr" or "rgb").
+
+        Pass ``overlay_alpha`` to also get the overlay (skipped otherwise).
+        """
+        order = color_order.upper()
+        if order not in ("RGB", "BGR"):
+            raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
+        self.check_frame(frame)
+        h, w = frame.shape[:2]
+        net_h, net_w = self._net_hw
+        t0 = time.perf_counter()
+        shrinking = h * w > net_h * net_w
+        resized = cv2.resize(frame, (net_w, net_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        if order != self.contract.channel_order:
+            cv2.cvtColor(resized, cv2.COLOR_BGR2RGB, dst=self._batch[0])
+        else:
+            self._batch[0] = resized
+        t1 = time.perf_counter()
+        prob_net = self.backend.infer(self._batch)[0]
+        t2 = time.perf_counter()
+        probability = cv2.resize(prob_net, (w, h), interpolation=cv2.INTER_LINEAR)
+        mask = np.where(probability >= self._threshold, np.uint8(255), np.uint8(0))
+        t3 = time.perf_counter()
+        timings = {"pre": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3}
+        result = RoadMask(probability=probability, mask=mask, timings_ms=timings)
+        if overlay_alpha is not None:
+            result.overlay = overlay(frame, mask, overlay_alpha, color_order)
+            timings["overlay"] = (time.perf_counter() - t3) * 1e3
+        return result
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> RoadSegmenter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,58 @@
+"""Where the package's installed files (shipped model, sample frames, config, launch) live.
+
+Looked up in order: the ament index (colcon/system ROS install), ``<prefix>/share/fcn_road_seg`` (pip
+install), then the source tree (running from a checkout or an editable install).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .errors import ModelError
+
+__all__ = ["share_dir", "default_model_path", "samples_dir", "DEFAULT_MODEL_NAME"]
+
+PACKAGE = "fcn_road_seg"
+DEFAULT_MODEL_NAME = "fcn8s_camvid_road.onnx"
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _candidates() -> list[Path]:
+    found = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            found.append(Path(get_package_share_directory(PACKAGE)))
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    found.append(Path(sys.prefix) / "share" / PACKAGE)
+    found.append(_SOURCE_ROOT)
+    return found
+
+
+def share_dir(subdir: str) -> Path:
+    """The first existing ``<share>/<subdir>`` folder; raises FileNotFoundError listing where it looked."""
+    tried = [c / subdir for c in _candidates()]
+    for path in tried:
+        if path.is_dir():
+            return path
+    raise FileNotFoundError(f"fcn_road_seg {subdir}/ not found; looked in: {', '.join(map(str, tried))}")
+
+
+def default_model_path() -> Path:
+    """The shipped road model (trained on CamVid; see docs/model_card.md)."""
+    try:
+        path = share_dir("models") / DEFAULT_MODEL_NAME
+    except FileNotFoundError as err:
+        raise ModelError(f"shipped model not found ({err}); reinstall fcn_road_seg or pass --model") from err
+    if not path.is_file():
+        raise ModelError(f"shipped model {path} is missing; reinstall fcn_road_seg or pass --model")
+    return path
+
+
+def samples_dir() -> Path:
+    """Bundled sample frames (two KITTI road and a few CamVid test images)."""
+    return share_dir("samples")

@@ -1,0 +1,68 @@
+"""Install fcn_road_seg with colcon (ament_python) or plain pip.
+
+Python dependencies are declared here and nowhere else; ``package.xml`` names the ROS/rosdep keys.
+"""
+import re
+from glob import glob
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "fcn_road_seg"
+HERE = Path(__file__).resolve().parent
+VERSION = re.search(r"<version>([^<]+)</version>", (HERE / "package.xml").read_text()).group(1)
+
+
+def share(subdir: str, pattern: str) -> tuple[str, list[str]]:
+    """Install files matching ``pattern`` under ``share/fcn_road_seg/<subdir>``."""
+    return (f"share/{PACKAGE}/{subdir}", sorted(glob(pattern)))
+
+
+setup(
+    name=PACKAGE,
+    version=VERSION,
+    packages=find_packages(exclude=["test", "test.*"]),
+    python_requires=">=3.10",
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        share("launch", "launch/*.launch.py"),
+        share("config", "config/*"),
+        share("models", "models/*"),
+        share("samples", "samples/*.jpg"),
+    ],
+    install_requires=[
+        "numpy>=1.24,<3",
+        "opencv-python-headless>=4.8,<6",
+        "onnx>=1.15,<2",
+        "onnxruntime>=1.17,<2",
+        "tqdm>=4.60",
+        "rosbags>=0.10,<1",
+        "rosbags-image>=0.9,<1",
+        "matplotlib>=3.7,<4",
+    ],
+    extras_require={
+        # Real ROS 2 Jazzy rclpy + messages from PyPI, for machines without a system ROS 2.
+        "ros": [
+            "ros-jazzy-rclpy[fastrtps]",
+            "ros-jazzy-sensor-msgs",
+            "ros-jazzy-std-msgs",
+            "ros-jazzy-diagnostic-msgs",
+            "ros-jazzy-std-srvs",
+            "ros-jazzy-ament-index-python",
+        ],
+        # Training, export and model-info (PyTorch + the ONNX exporter's script library).
+        "train": ["torch>=2.2", "onnxscript>=0.1", "tensorboard>=2.14"],
+        "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3"],
+    },
+    zip_safe=True,
+    maintainer="fcn_road_seg maintainers",
+    description="Binary road segmentation (FCN-8s) for ROS 2 with ONNX Runtime and TensorRT backends",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "fcn-road-seg = fcn_road_seg.cli:main",
+        ],
+    },
+)

@@ -1,0 +1,64 @@
+"""Shared fixtures: real sample data from ../shared/data and small exported models."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("FCN_ROAD_SEG_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+# Our own DDS domain and localhost-only discovery for every test that talks to ROS.
+os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 200 + 10))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED / "kitti_road").is_dir() or not (SHARED / "camvid").is_dir():
+        pytest.skip(f"real sample data not found at {SHARED} (CI has it beside the repo as ../shared/data)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def kitti_images(shared_data) -> list[Path]:
+    return sorted((shared_data / "kitti_road" / "training" / "image_2").glob("*.png"))
+
+
+@pytest.fixture(scope="session")
+def camvid_images(shared_data) -> list[Path]:
+    names = (shared_data / "camvid" / "test.txt").read_text().split()[:3]
+    return [shared_data / "camvid" / "images" / n for n in names]
+
+
+def make_random_net(variant: str = "fcn8s", seed: int = 0):
+    """A compact FCN whose score layers are random too, so its probabilities vary over the frame."""
+    import torch
+
+    from fcn_road_seg.model import FCN, FCNConfig
+
+    torch.manual_seed(seed)
+    net = FCN(FCNConfig(variant=variant, width_mult=0.125, fc_width=64))
+    with torch.no_grad():
+        for name in ("score_fr", "score_pool4", "score_pool3"):
+            layer = getattr(net, name, None)
+            if layer is not None:
+                layer.weight.normal_(0, 0.05)
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_net():
+    return make_random_net()
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory, tiny_net) -> Path:
+    """Compact random FCN-8s exported at 96x320 (KITTI-like aspect) with a full contract."""
+    from fcn_road_seg.export import contract_for, export_onnx
+
+    path = tmp_path_factory.mktemp("models") / "tiny.onnx"
+    contract = contract_for(tiny_net.config, (96, 320), training_data="random weights (tests)",
+                            metrics={"MaxF": 0.5})
+    return export_onnx(tiny_net, contract, path)

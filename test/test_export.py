@@ -1,0 +1,85 @@
+from dataclasses import asdict
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from fcn_road_seg.contract import METADATA_PREFIX, ModelContract, read_onnx_contract
+from fcn_road_seg.errors import ContractError, ModelError
+from fcn_road_seg.export import DeployableFCN, export_checkpoint
+
+
+def test_graph_is_uint8_nhwc_in_probability_out(tiny_onnx):
+    model = onnx.load(str(tiny_onnx))
+    onnx.checker.check_model(model, full_check=True)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    (inp,) = model.graph.input
+    (out,) = model.graph.output
+    assert inp.name == "image" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, 96, 320, 3]
+    assert out.name == "road_probability" and out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_value for d in out.type.tensor_type.shape.dim] == [1, 96, 320]
+
+
+def test_contract_round_trip(tiny_onnx):
+    contract = read_onnx_contract(tiny_onnx)
+    assert (contract.input_height, contract.input_width) == (96, 320)
+    assert contract.channel_order == "RGB" and contract.input_dtype == "uint8" and contract.input_layout == "NHWC"
+    assert contract.output == "road_probability" and contract.variant == "fcn8s"
+    assert contract.training_data == "random weights (tests)" and contract.metrics == {"MaxF": 0.5}
+    keys = {p.key for p in onnx.load(str(tiny_onnx), load_external_data=False).metadata_props}
+    for field in ("input_height", "input_width", "channel_order", "input_dtype", "normalization", "output",
+                  "default_threshold", "variant", "training_data", "metrics", "package_version"):
+        assert METADATA_PREFIX + field in keys
+    assert ModelContract.from_metadata(contract.to_metadata()) == contract
+
+
+def _frames(paths, size_hw):
+    for path in paths:
+        bgr = cv2.imread(str(path))
+        rgb = cv2.cvtColor(cv2.resize(bgr, size_hw[::-1], interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        yield path.name, rgb[None]
+
+
+def test_onnxruntime_matches_pytorch_on_real_frames(tiny_onnx, tiny_net, kitti_images, camvid_images):
+    contract = read_onnx_contract(tiny_onnx)
+    wrapper = DeployableFCN(tiny_net, contract.normalization["mean"], contract.normalization["std"]).eval()
+    session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    spread = []
+    for name, batch in _frames(kitti_images + camvid_images, (96, 320)):
+        (ours,) = session.run(None, {"image": batch})
+        with torch.no_grad():
+            ref = wrapper(torch.from_numpy(batch)).numpy()
+        assert np.abs(ours - ref).max() <= 1e-4, name
+        assert 0.0 <= ours.min() and ours.max() <= 1.0
+        spread.append(ours.max() - ours.min())
+    assert min(spread) > 0.01  # the comparison is not between two constant maps
+
+
+def test_checkpoint_export_carries_size_and_metrics(tmp_path, tiny_net):
+    ckpt = {"model": tiny_net.state_dict(), "config": asdict(tiny_net.config),
+            "input_size": [64, 96], "training_data": "unit test", "metrics": {"MaxF": 0.9, "AP": 0.8}}
+    torch.save(ckpt, tmp_path / "c.pt")
+    out = export_checkpoint(tmp_path / "c.pt", tmp_path / "c.onnx")
+    contract = read_onnx_contract(out)
+    assert (contract.input_height, contract.input_width) == (64, 96)
+    assert contract.metrics == {"MaxF": 0.9, "AP": 0.8} and contract.training_data == "unit test"
+
+
+def test_missing_and_non_onnx_and_contractless_models(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        read_onnx_contract(tmp_path / "nope.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not a protobuf at all \x00\xff" * 10)
+    with pytest.raises(ModelError, match="not a readable ONNX"):
+        read_onnx_contract(junk)
+    bare = tmp_path / "bare.onnx"
+    node = onnx.helper.make_node("Identity", ["x"], ["y"])
+    graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("x", 1, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", 1, [1])])
+    onnx.save(onnx.helper.make_model(graph), str(bare))
+    with pytest.raises(ContractError, match="fcn-road-seg export"):
+        read_onnx_contract(bare)

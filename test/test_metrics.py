@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from fcn_road_seg.metrics import RoadMetrics, quantize_probability
+
+
+def devkit_reference(frames, threshold=0.5):
+    """Brute force, as the KITTI devkit's evalExp + pxEval_maximizeFMeasure: every threshold, every pixel."""
+    thres = np.arange(256) / 255.0
+    tp = np.zeros(256); fp = np.zeros(256); fn = np.zeros(256); tn = np.zeros(256)
+    for prob, road, valid in frames:
+        p = quantize_probability(prob).astype(np.float64) / 255.0
+        for i, t in enumerate(thres):
+            pred = p >= t
+            tp[i] += np.sum(pred & road & valid)
+            fp[i] += np.sum(pred & ~road & valid)
+            fn[i] += np.sum(~pred & road & valid)
+            tn[i] += np.sum(~pred & ~road & valid)
+    recall = tp / (tp + fn)
+    precision = tp / (tp + fp + 1e-10)
+    keep = ~((recall == 0) & (precision == 0))
+    r, pr = recall[keep], precision[keep]
+    ap = np.mean([pr[r >= lv].max() for lv in np.arange(0, 1.1, 0.1)])
+    f = 2 * pr * r / (pr + r + 1e-10)
+    b = np.argmax(f)
+    i = np.flatnonzero(keep)[b]
+    k = int(np.ceil(threshold * 255))
+    return dict(MaxF=f[b], AP=ap, PRE=pr[b], REC=r[b], FPR=fp[i] / (fp[i] + tn[i]), FNR=fn[i] / (fn[i] + tp[i]),
+                IoU=tp[k] / (tp[k] + fp[k] + fn[k]))
+
+
+def test_matches_brute_force_devkit_reference():
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(4):
+        road = rng.random((30, 40)) < 0.4
+        prob = np.clip(road * 0.35 + rng.random((30, 40)) * 0.65, 0, 1).astype(np.float32)
+        valid = rng.random((30, 40)) > 0.1
+        frames.append((prob, road, valid))
+    metrics = RoadMetrics(threshold=0.5)
+    for f in frames:
+        metrics.update(*f)
+    got = metrics.compute().as_dict()
+    want = devkit_reference(frames)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-9), key
+    assert got["frames"] == 4 and got["pixels"] == sum(int(v.sum()) for _, _, v in frames)
+
+
+def test_hand_computed_case():
+    # 4 road pixels (prob 1.0, 1.0, 0.6, 0.2) and 4 non-road (0.8, 0.0, 0.0, 0.0); one ignored pixel.
+    prob = np.array([[1.0, 1.0, 0.6, 0.2, 0.8, 0.0, 0.0, 0.0, 1.0]], np.float32)
+    road = np.array([[1, 1, 1, 1, 0, 0, 0, 0, 0]], bool)
+    valid = np.array([[1, 1, 1, 1, 1, 1, 1, 1, 0]], bool)
+    metrics = RoadMetrics(threshold=0.5)
+    metrics.update(prob, road, valid)
+    s = metrics.compute()
+    # Best F: threshold in (0, 0.2]: TP 4, FP 1 (the 0.8), FN 0 -> P 0.8, R 1, F 8/9; ties keep the lowest.
+    assert s.MaxF == pytest.approx(8 / 9) and s.PRE == pytest.approx(0.8) and s.REC == pytest.approx(1.0)
+    assert s.FPR == pytest.approx(0.25) and s.FNR == pytest.approx(0.0)
+    assert s.threshold_maxf == pytest.approx(1 / 255)
+    assert s.IoU == pytest.approx(3 / 5)  # at 0.5: TP 3, FP 1, FN 1
+    # 11-point AP: recall 0..0.5 reach precision 1.0 (threshold above 0.8); 0.6..1.0 reach 0.8.
+    assert s.AP == pytest.approx((6 * 1.0 + 5 * 0.8) / 11)
+
+
+def test_perfect_prediction_and_uint8_input():
+    road = np.zeros((10, 10), bool)
+    road[5:] = True
+    metrics = RoadMetrics()
+    metrics.update(np.where(road, 255, 0).astype(np.uint8), road)
+    s = metrics.compute()
+    assert s.MaxF == pytest.approx(1.0) and s.AP == pytest.approx(1.0) and s.IoU == pytest.approx(1.0)
+    assert s.FPR == 0 and s.FNR == 0
+
+
+def test_streaming_equals_one_big_batch_and_merge():
+    rng = np.random.default_rng(1)
+    probs = rng.random((6, 20, 20)).astype(np.float32)
+    roads = rng.random((6, 20, 20)) < 0.5
+    one, two, a, b = RoadMetrics(), RoadMetrics(), RoadMetrics(), RoadMetrics()
+    for p, r in zip(probs, roads):
+        one.update(p, r)
+    two.update(probs.reshape(-1, 20), roads.reshape(-1, 20))
+    for k, (p, r) in enumerate(zip(probs, roads)):
+        (a if k % 2 else b).update(p, r)
+    a.merge(b)
+    assert one.compute().MaxF == two.compute().MaxF == a.compute().MaxF
+    assert one.pos_hist.nbytes == 256 * 8  # constant memory
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="same size"):
+        RoadMetrics().update(np.zeros((2, 2)), np.zeros((2, 3), bool))
+    with pytest.raises(ValueError, match="no valid road pixels"):
+        m = RoadMetrics()
+        m.update(np.zeros((2, 2)), np.zeros((2, 2), bool))
+        m.compute()
+    with pytest.raises(ValueError, match="threshold"):
+        RoadMetrics(threshold=1.5)

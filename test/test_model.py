@@ -1,0 +1,120 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fcn_road_seg.model import (
+    FCN,
+    VARIANTS,
+    FCNConfig,
+    bilinear_kernel,
+    count_flops,
+    count_parameters,
+    load_imagenet_vgg16,
+)
+
+SMALL = dict(width_mult=0.125, fc_width=32)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("size", [(32, 32), (64, 96), (96, 320), (160, 128)])
+def test_output_aligned_to_input(variant, size):
+    net = FCN(FCNConfig(variant=variant, **SMALL)).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, *size))
+    assert out.shape == (2, 2, *size)
+
+
+def test_rejects_sides_not_multiple_of_32():
+    with pytest.raises(ValueError, match="multiples of 32"):
+        FCN(FCNConfig(**SMALL))(torch.randn(1, 3, 100, 96))
+
+
+def test_skip_layers_start_at_zero_so_fcn8s_equals_fcn32s_path():
+    torch.manual_seed(1)
+    net = FCN(FCNConfig(variant="fcn8s", **SMALL)).eval()
+    assert torch.count_nonzero(net.score_pool4.weight) == 0 and torch.count_nonzero(net.score_pool3.weight) == 0
+
+
+def test_bilinear_kernel_matches_interpolation_in_the_interior():
+    for factor in (2, 8, 32):
+        k = 2 * factor
+        w = bilinear_kernel(3, k)
+        assert w.shape == (3, 3, k, k)
+        assert torch.count_nonzero(w[0, 1]) == 0  # no cross-channel mixing
+        x = torch.rand(1, 3, 6, 7)
+        up = F.conv_transpose2d(x, w, stride=factor, padding=factor // 2)
+        ref = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+        assert up.shape == ref.shape
+        m = factor  # borders differ (zero padding vs edge replication)
+        assert torch.allclose(up[..., m:-m, m:-m], ref[..., m:-m, m:-m], atol=1e-5)
+
+
+def test_upsampling_layers_are_initialised_bilinear():
+    net = FCN(FCNConfig(variant="fcn8s", **SMALL))
+    assert torch.equal(net.upscore.weight, bilinear_kernel(2, 16))
+    assert torch.equal(net.upscore2.weight, bilinear_kernel(2, 4))
+
+
+def test_full_fcn8s_size_matches_the_paper():
+    cfg = FCNConfig(variant="fcn8s")
+    with torch.device("meta"):
+        params = count_parameters(FCN(cfg))
+    assert 133e6 < params < 135.5e6
+    gflop = count_flops(cfg, 384, 1248) / 1e9
+    assert 380 < gflop < 430
+
+
+def _torchvision_like_state(batch_norm: bool) -> dict[str, torch.Tensor]:
+    """A state dict with torchvision vgg16(_bn)'s keys and shapes, random values (no download)."""
+    state, idx, in_ch = {}, 0, 3
+    for v in [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]:
+        if v == "M":
+            idx += 1
+            continue
+        state[f"features.{idx}.weight"] = torch.randn(v, in_ch, 3, 3)
+        state[f"features.{idx}.bias"] = torch.randn(v)
+        if batch_norm:
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                state[f"features.{idx + 1}.{name}"] = torch.rand(v)
+            state[f"features.{idx + 1}.num_batches_tracked"] = torch.tensor(5)
+            idx += 1
+        idx += 2
+        in_ch = v
+    for i, (o, n) in {0: (4096, 25088), 3: (4096, 4096), 6: (1000, 4096)}.items():
+        state[f"classifier.{i}.weight"] = torch.randn(o, n)
+        state[f"classifier.{i}.bias"] = torch.randn(o)
+    return state
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_imagenet_mapping_by_name_and_fc_reshape(tmp_path, batch_norm):
+    state = _torchvision_like_state(batch_norm)
+    path = tmp_path / "vgg16.pth"
+    torch.save(state, path)
+    net = FCN(FCNConfig(variant="fcn8s", batch_norm=batch_norm))
+    loaded = load_imagenet_vgg16(net, path)
+    own = net.state_dict()
+    assert torch.equal(own["features.0.weight"], state["features.0.weight"])
+    last_conv = "features.40.weight" if batch_norm else "features.28.weight"
+    assert torch.equal(own[last_conv], state[last_conv])
+    assert torch.equal(own["fc6.weight"], state["classifier.0.weight"].view(4096, 512, 7, 7))
+    assert torch.equal(own["fc7.weight"], state["classifier.3.weight"].view(4096, 4096, 1, 1))
+    assert torch.equal(own["fc6.bias"], state["classifier.0.bias"])
+    assert "score_fr.weight" not in loaded and torch.count_nonzero(own["score_fr.weight"]) == 0
+    # fc6 as a conv computes exactly the classifier's first layer on a 7x7 pool5 map.
+    pool5 = torch.randn(1, 512, 7, 7)
+    conv = F.conv2d(pool5, own["fc6.weight"], own["fc6.bias"])[0, :, 0, 0]
+    linear = F.linear(pool5.flatten(), state["classifier.0.weight"], state["classifier.0.bias"])
+    assert torch.allclose(conv, linear, rtol=1e-4, atol=1e-3)
+
+
+def test_imagenet_init_refuses_compact_models(tmp_path):
+    with pytest.raises(ValueError, match="width_mult=1.0"):
+        load_imagenet_vgg16(FCN(FCNConfig(**SMALL)), tmp_path / "missing.pth")
+
+
+def test_imagenet_init_refuses_wrong_trunk(tmp_path):
+    path = tmp_path / "vgg16_bn.pth"
+    torch.save(_torchvision_like_state(batch_norm=True), path)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_imagenet_vgg16(FCN(FCNConfig(batch_norm=False)), path)

@@ -1,0 +1,78 @@
+import cv2
+import numpy as np
+import pytest
+
+from fcn_road_seg.backends import open_backend
+from fcn_road_seg.errors import BackendUnavailableError, ContractError, InputImageError, ModelError
+from fcn_road_seg.pipeline import RoadSegmenter, overlay
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_onnx):
+    with RoadSegmenter(tiny_onnx, backend="onnxruntime") as seg:
+        yield seg
+
+
+def test_mask_at_frame_size_with_binary_values(segmenter, kitti_images, camvid_images):
+    for path in kitti_images + camvid_images:
+        frame = cv2.imread(str(path))
+        result = segmenter.segment(frame, color_order="bgr")
+        assert result.mask.shape == frame.shape[:2] == result.probability.shape
+        assert result.mask.dtype == np.uint8 and set(np.unique(result.mask)) <= {0, 255}
+        np.testing.assert_array_equal(result.mask == 255, result.probability >= segmenter.threshold)
+        assert result.overlay is None and set(result.timings_ms) == {"pre", "infer", "post"}
+
+
+def test_declared_channel_order_is_honoured(segmenter, kitti_images):
+    bgr = cv2.imread(str(kitti_images[0]))
+    a = segmenter.segment(bgr, color_order="bgr").probability
+    b = segmenter.segment(np.ascontiguousarray(bgr[..., ::-1]), color_order="rgb").probability
+    np.testing.assert_array_equal(a, b)
+    c = segmenter.segment(bgr, color_order="rgb").probability  # lying about the order changes the answer
+    assert np.abs(a - c).max() > 1e-3
+
+
+def test_overlay_tints_only_the_mask(segmenter, camvid_images):
+    frame = cv2.imread(str(camvid_images[0]))
+    result = segmenter.segment(frame, overlay_alpha=0.5)
+    assert result.overlay.shape == frame.shape and "overlay" in result.timings_ms
+    off = result.mask == 0
+    np.testing.assert_array_equal(result.overlay[off], frame[off])
+    manual = overlay(frame, np.full(frame.shape[:2], 255, np.uint8), alpha=1.0)
+    assert (manual == (0, 255, 0)).all()
+
+
+def test_threshold_from_contract_and_validated(tiny_onnx):
+    seg = RoadSegmenter(tiny_onnx, backend="onnxruntime")
+    assert seg.threshold == seg.contract.default_threshold == 0.5
+    for bad in (0.0, 1.0, -1, 2):
+        with pytest.raises(ValueError, match="threshold"):
+            seg.threshold = bad
+
+
+@pytest.mark.parametrize("frame,match", [
+    (np.zeros((375, 1242), np.uint8), "HxWx3"),
+    (np.zeros((375, 1242, 4), np.uint8), "BGRA2BGR"),
+    (np.zeros((375, 1242, 3), np.float32), "uint8"),
+    (np.zeros((20, 60, 3), np.uint8), "too small"),
+    (np.zeros((40, 40, 3), np.uint8), "too small"),
+])
+def test_bad_frames_are_refused_with_the_fix(segmenter, frame, match):
+    with pytest.raises(InputImageError, match=match):
+        segmenter.segment(frame)
+
+
+def test_bad_models(tmp_path, tiny_onnx):
+    with pytest.raises(ModelError, match="not found"):
+        RoadSegmenter(tmp_path / "missing.onnx")
+    with pytest.raises(ModelError, match="TensorRT plan"):
+        plan = tmp_path / "m.plan"
+        plan.write_bytes(b"x")
+        open_backend(plan, "onnxruntime")
+    with pytest.raises(BackendUnavailableError, match="choose one of"):
+        open_backend(tiny_onnx, "openvino")
+    bad = tmp_path / "text.onnx"
+    bad.write_text("hello")
+    with pytest.raises(ModelError):
+        RoadSegmenter(bad, backend="onnxruntime")
+    assert not issubclass(ContractError, InputImageError)
