@@ -59,7 +59,6 @@ setup(
     maintainer="fcn_road_seg maintainers",
     description="Binary road segmentation (FCN-8s) for ROS 2 with ONNX Runtime and TensorRT backends",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "fcn-road-seg = fcn_road_seg.cli:main",

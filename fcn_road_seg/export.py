@@ -101,6 +101,8 @@ def export_onnx(
     dummy = torch.zeros(contract.input_shape, dtype=torch.uint8)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    # The exporter warns about every torchvision op it cannot register; FCN uses none of them.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     log.info("exporting %s at %dx%d (opset %d) to %s", contract.variant, h, w, opset, out_path)
     with torch.no_grad():
         program = torch.onnx.export(
