@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .contract import ModelContract, read_onnx_contract
-from .errors import BackendUnavailableError, DatasetError, ModelError
+from .errors import BackendUnavailableError, DatasetError, InputImageError, ModelError
 from .plan import (
     PRECISIONS,
     EngineSidecar,
@@ -102,9 +102,10 @@ def calibration_batches(image_dir: str | Path, contract: ModelContract, max_imag
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise DatasetError(f"calibration folder not found: {image_dir}; pass --calib with a folder of frames")
-    paths = list_images([image_dir])[:max_images]
-    if not paths:
-        raise DatasetError(f"no images in {image_dir}; INT8 calibration needs a few hundred frames like the camera's")
+    try:
+        paths = list_images([image_dir])[:max_images]
+    except InputImageError as err:
+        raise DatasetError(f"{err}; INT8 calibration needs a few hundred frames like the camera's") from err
     for path in paths:
         yield path.name, preprocess(read_bgr(path), contract, color_order="bgr")
 
@@ -349,7 +350,8 @@ def _check_network(trt, network, contract: ModelContract, onnx_path: Path) -> No
         raise ModelError(f"{onnx_path}: expected 1 input and 1 output, TensorRT sees "
                          f"{network.num_inputs} and {network.num_outputs}; re-export the model")
     inp, out = network.get_input(0), network.get_output(0)
-    if inp.name != contract.input_name or tuple(inp.shape) != tuple(contract.input_shape) or inp.dtype != trt.DataType.UINT8:
+    wrong_input = inp.name != contract.input_name or tuple(inp.shape) != tuple(contract.input_shape)
+    if wrong_input or inp.dtype != trt.DataType.UINT8:
         raise ModelError(
             f"{onnx_path}: TensorRT input {inp.name} {tuple(inp.shape)} {inp.dtype} differs from the contract's "
             f"{contract.input_name} {contract.input_shape} uint8; re-export with `fcn-road-seg export`"
