@@ -301,7 +301,7 @@ def _build(trt, logger, onnx_path: Path, plan_path: Path, contract: ModelContrac
         if options.dla_core >= cores:
             raise BackendUnavailableError(
                 f"--dla {options.dla_core} asked for but this device has {cores} DLA core(s) "
-                "(Orin AGX/NX: 2, Orin Nano: 0); omit --dla to run on the GPU"
+                "(AGX Orin and Orin NX 16GB: 2, Orin NX 8GB: 1, Orin Nano: 0); omit --dla to run on the GPU"
             )
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = options.dla_core

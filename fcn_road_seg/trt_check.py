@@ -222,8 +222,10 @@ class RangeReport:
 
     def lines(self) -> list[str]:
         name, value = self.peak
+        top = sorted(self.largest.items(), key=lambda kv: -kv[1])[1:4]
         return [f"largest |activation| of the FP32 model over {len(self.largest)} tensors: {value:.1f} at {name} "
-                f"({100 * value / FP16_MAX:.2f}% of the float16 maximum {FP16_MAX:g}) -> {'OK' if self.ok else 'FAIL'}"]
+                f"({100 * value / FP16_MAX:.2f}% of the float16 maximum {FP16_MAX:g}) -> {'OK' if self.ok else 'FAIL'}",
+                "  next largest: " + ", ".join(f"{n} {v:.1f}" for n, v in top)]
 
 
 def _preprocessed_batches(contract: ModelContract, images: list[Path]):
