@@ -124,6 +124,8 @@ def _cmd_model_path(args: argparse.Namespace) -> int:
 def _cmd_build_engine(args: argparse.Namespace) -> int:
     from .engine import BuildOptions, build_engine
 
+    if (args.calib is not None or args.calib_cache is not None) and not args.int8:
+        raise FcnRoadSegError("--calib/--calib-cache only apply to --int8 builds; add --int8 or drop them")
     precision = "fp32" if args.fp32 else "int8" if args.int8 else "fp16"
     options = BuildOptions(precision=precision, workspace_mib=args.workspace, dla_core=args.dla,
                            calib_dir=args.calib, calib_cache=args.calib_cache, timing_cache=args.timing_cache)
@@ -193,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("check-trt", _cmd_check_trt, "check an ONNX model for TensorRT: operators, static shapes, FP16 "
                 "mask fidelity and FP16 activation range (needs no GPU)")
     p.add_argument("model", type=Path, help="exported .onnx model")
-    p.add_argument("--images", type=Path, nargs="+", help="frames or folders to compare on (default: bundled samples)")
+    p.add_argument("--images", type=Path, nargs="+",
+                   help="frames or folders to compare on (default: bundled samples)")
     p.add_argument("--target", action="append", help="TensorRT release(s) to check against (default: all listed)")
     return parser
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -178,45 +178,45 @@ def _progress_monitor(trt):
     return Progress()
 
 
-class _Calibrator:
-    """Factory for an IInt8EntropyCalibrator2 fed with preprocessed uint8 frames via pycuda."""
+def _entropy_calibrator(trt, batches, input_nbytes: int, cache_path: Path):
+    """An IInt8EntropyCalibrator2 that copies preprocessed uint8 frames to one device buffer via pycuda."""
+    import pycuda.driver as cuda
 
-    @staticmethod
-    def create(trt, batches, input_nbytes: int, cache_path: Path):
-        import pycuda.driver as cuda
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self._batches = iter(batches)
+            self._device = cuda.mem_alloc(input_nbytes)
+            self._count = 0
 
-        class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-            def __init__(self) -> None:
-                trt.IInt8EntropyCalibrator2.__init__(self)
-                self._batches = iter(batches)
-                self._device = cuda.mem_alloc(input_nbytes)
-                self._count = 0
+        def get_batch_size(self) -> int:
+            return 1
 
-            def get_batch_size(self) -> int:
-                return 1
-
-            def get_batch(self, names):
-                try:
-                    name, batch = next(self._batches)
-                except StopIteration:
-                    log.info("INT8 calibration used %d frames", self._count)
-                    return None
-                cuda.memcpy_htod(self._device, np.ascontiguousarray(batch))
-                self._count += 1
-                log.debug("calibration frame %d: %s", self._count, name)
-                return [int(self._device)]
-
-            def read_calibration_cache(self):
-                if cache_path.is_file():
-                    log.info("using INT8 calibration cache %s", cache_path)
-                    return cache_path.read_bytes()
+        def get_batch(self, names):
+            try:
+                name, batch = next(self._batches)
+            except StopIteration:
+                log.info("INT8 calibration used %d frames", self._count)
                 return None
+            cuda.memcpy_htod(self._device, np.ascontiguousarray(batch))
+            self._count += 1
+            log.debug("calibration frame %d: %s", self._count, name)
+            return [int(self._device)]
 
-            def write_calibration_cache(self, cache) -> None:
-                atomic_write_bytes(cache_path, bytes(cache))
-                log.info("wrote INT8 calibration cache %s", cache_path)
+        def read_calibration_cache(self):
+            if cache_path.is_file():
+                log.info("using INT8 calibration cache %s", cache_path)
+                return cache_path.read_bytes()
+            return None
 
-        return EntropyCalibrator()
+        def write_calibration_cache(self, cache) -> None:
+            atomic_write_bytes(cache_path, bytes(cache))
+            log.info("wrote INT8 calibration cache %s", cache_path)
+
+        def free(self) -> None:
+            self._device.free()
+
+    return EntropyCalibrator()
 
 
 def current_gpu(device_index: int = 0) -> GpuInfo:
@@ -312,11 +312,13 @@ def _build(trt, logger, onnx_path: Path, plan_path: Path, contract: ModelContrac
     profile.set_shape(contract.input_name, shape, shape, shape)  # static: min = opt = max
     config.add_optimization_profile(profile)
 
+    calibrator = None
     if options.precision == "int8":
         config.set_calibration_profile(profile)
         calib_cache = options.calib_cache or plan_path.with_name(plan_path.name + ".calib")
         batches = calibration_batches(options.calib_dir, contract, options.calib_max_images)
-        config.int8_calibrator = _Calibrator.create(trt, batches, int(np.prod(shape)), calib_cache)
+        calibrator = _entropy_calibrator(trt, batches, int(np.prod(shape)), calib_cache)
+        config.int8_calibrator = calibrator
 
     timing_path = options.timing_cache or timing_cache_path(gpu, trt.__version__)
     blob = timing_path.read_bytes() if timing_path.is_file() else b""
@@ -332,7 +334,11 @@ def _build(trt, logger, onnx_path: Path, plan_path: Path, contract: ModelContrac
         log.info("building %s engine (workspace %d MiB%s); this takes minutes on a Jetson, progress is "
                  "logged per phase", options.precision.upper(), options.workspace_mib,
                  f", DLA core {options.dla_core}" if options.dla_core is not None else "")
-    serialized = builder.build_serialized_network(network, config)
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.free()
     if serialized is None:
         raise ModelError(
             f"TensorRT could not build an engine from {onnx_path} (see the TensorRT errors above); if it ran out "
@@ -374,6 +380,8 @@ def cached_engine(onnx_path: str | Path, options: BuildOptions | None = None, *,
         raise ModelError(f"model file not found: {onnx_path}")
     gpu = current_gpu(options.device_index)
     plan = cached_plan_path(file_sha256(onnx_path), gpu, trt.__version__, options.precision, cache_root)
+    if options.timing_cache is None:
+        options = replace(options, timing_cache=timing_cache_path(gpu, trt.__version__, cache_root))
     with exclusive_lock(plan):
         if plan.is_file() and sidecar_path(plan).is_file():
             log.info("engine cache hit: %s", plan)

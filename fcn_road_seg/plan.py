@@ -123,7 +123,9 @@ def write_sidecar(plan: str | Path, sidecar: EngineSidecar) -> Path:
     return path
 
 
-def check_compatible(sidecar: EngineSidecar, tensorrt_version: str, gpu: GpuInfo, *, plan: str | Path = "engine") -> None:
+def check_compatible(
+    sidecar: EngineSidecar, tensorrt_version: str, gpu: GpuInfo, *, plan: str | Path = "engine"
+) -> None:
     """Raise EngineMismatchError naming both sides and the fix when ``plan`` cannot run here.
 
     TensorRT deserialises a plan only with the exact version that built it ("version tag" error), and its

@@ -3,19 +3,17 @@ everywhere), and real TensorRT / pycuda tests that run where a GPU and the libra
 import importlib.util
 import json
 import logging
-import os
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fcn_road_seg.contract import ModelContract, read_onnx_contract
+from fcn_road_seg.contract import ModelContract
 from fcn_road_seg.engine import BuildOptions, calibration_batches
 from fcn_road_seg.errors import BackendUnavailableError, DatasetError, EngineMismatchError, ModelError
 from fcn_road_seg.plan import (
@@ -87,10 +85,13 @@ def test_version_mismatch_names_both_versions_and_the_fix():
 
 
 def test_gpu_architecture_mismatch_is_an_error_and_same_arch_only_warns(caplog):
-    with pytest.raises(EngineMismatchError, match=r"Orin \(compute capability 8.7\).*RTX 4090 \(compute capability 8.9\)"):
-        check_compatible(_sidecar(), "10.3.0", GpuInfo("NVIDIA GeForce RTX 4090", (8, 9)))
+    rtx4090, rtx3090, a10 = (GpuInfo("NVIDIA GeForce RTX 4090", (8, 9)), GpuInfo("NVIDIA GeForce RTX 3090", (8, 6)),
+                             GpuInfo("NVIDIA A10", (8, 6)))
+    expected = r"Orin \(compute capability 8.7\).*RTX 4090 \(compute capability 8.9\)"
+    with pytest.raises(EngineMismatchError, match=expected):
+        check_compatible(_sidecar(), "10.3.0", rtx4090)
     with caplog.at_level(logging.WARNING, logger="fcn_road_seg.plan"):
-        check_compatible(_sidecar(gpu=GpuInfo("NVIDIA A10", (8, 6))), "10.3.0", GpuInfo("NVIDIA GeForce RTX 3090", (8, 6)))
+        check_compatible(_sidecar(gpu=a10), "10.3.0", rtx3090)
     assert "rebuild here" in caplog.text
     check_compatible(_sidecar(), "10.3.0", ORIN)  # same everything: silent
 
@@ -244,7 +245,8 @@ def test_pycuda_stream_path_in_a_worker_thread():
     device = CudaDevice(0)
     shape = (1, 96, 320, 3)
     with device.active():
-        io = StreamIO([TensorSpec("in", shape, np.dtype(np.uint8), True), TensorSpec("out", shape, np.dtype(np.uint8), False)])
+        u8 = np.dtype(np.uint8)
+        io = StreamIO([TensorSpec("in", shape, u8, True), TensorSpec("out", shape, u8, False)])
 
     def gpu_copy(stream_handle):  # stands in for execute_async_v3: device-to-device on the same stream
         cuda.memcpy_dtod_async(io.device["out"], io.device["in"], io.host["in"].nbytes, io.stream)
@@ -299,7 +301,8 @@ def test_fp16_engine_agrees_with_onnxruntime_and_is_cached(trt_cache, tiny_onnx,
 
 
 @needs_trt
-def test_plan_from_another_tensorrt_version_is_refused(trt_cache, tiny_onnx, tmp_path):
+def test_plan_from_another_tensorrt_version_is_refused(trt_cache, tiny_onnx, tmp_path, monkeypatch):
+    monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(trt_cache))  # the timing cache goes there, not to ~/.cache
     from fcn_road_seg.backends.tensorrt import TensorRTBackend
     from fcn_road_seg.engine import build_engine
 
@@ -312,3 +315,11 @@ def test_plan_from_another_tensorrt_version_is_refused(trt_cache, tiny_onnx, tmp
     write_sidecar(plan, replace(sidecar, tensorrt_version="7.0.0"))
     with pytest.raises(EngineMismatchError, match="TensorRT 7.0.0.*build-engine"):
         TensorRTBackend(plan)
+
+
+def test_build_engine_cli_refuses_calibration_without_int8(tmp_path, tiny_onnx, capsys):
+    from fcn_road_seg.cli import main
+
+    rc = main(["build-engine", str(tiny_onnx), "-o", str(tmp_path / "x.plan"), "--calib", str(tmp_path)])
+    assert rc == 2 and "only apply to --int8" in capsys.readouterr().err
+    assert not (tmp_path / "x.plan").exists()

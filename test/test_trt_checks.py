@@ -1,7 +1,6 @@
 """TensorRT readiness checks that run without TensorRT or a GPU (operators, shapes, FP16 fidelity and range)."""
 import sys
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest

@@ -44,7 +44,9 @@ class CudaDevice:
         cuda = import_pycuda()
         count = cuda.Device.count()
         if not 0 <= index < count:
-            raise BackendUnavailableError(f"CUDA device {index} asked for but {count} found; pass device 0..{count - 1}")
+            raise BackendUnavailableError(
+                f"CUDA device {index} asked for but {count} found; pass device 0..{count - 1}"
+            )
         self._cuda = cuda
         self.index = index
         self._device = cuda.Device(index)
@@ -91,7 +93,9 @@ class StreamIO:
     def address(self, name: str) -> int:
         return int(self.device[name])
 
-    def run(self, inputs: dict[str, np.ndarray], execute: Callable[[int], bool]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    def run(
+        self, inputs: dict[str, np.ndarray], execute: Callable[[int], bool]
+    ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Copy ``inputs`` in, ``execute(stream_handle)``, copy outputs out; returns (outputs, stage ms)."""
         cuda = self._cuda
         start, copied_in, executed, copied_out = self._events
