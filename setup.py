@@ -22,6 +22,7 @@ setup(
     name=PACKAGE,
     version=VERSION,
     packages=find_packages(exclude=["test", "test.*"]),
+    package_data={PACKAGE: ["data/*.json"]},
     python_requires=">=3.10",
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
@@ -53,7 +54,11 @@ setup(
         ],
         # Training, export and model-info (PyTorch + the ONNX exporter's script library).
         "train": ["torch>=2.2", "onnxscript>=0.1", "tensorboard>=2.14"],
-        "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3"],
+        # `fcn-road-seg check-trt` (FP16 conversion for the fidelity check; runs without a GPU).
+        "trt": ["onnxconverter-common>=1.14"],
+        # TensorRT runtime on desktop Linux (Jetson: TensorRT comes with JetPack, pycuda from apt or pip).
+        "tensorrt": ["tensorrt>=8.6", "pycuda>=2022.1"],
+        "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3", "onnxconverter-common>=1.14"],
     },
     zip_safe=True,
     maintainer="fcn_road_seg maintainers",

@@ -121,6 +121,31 @@ def _cmd_model_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build_engine(args: argparse.Namespace) -> int:
+    from .engine import BuildOptions, build_engine
+
+    if (args.calib is not None or args.calib_cache is not None) and not args.int8:
+        raise FcnRoadSegError("--calib/--calib-cache only apply to --int8 builds; add --int8 or drop them")
+    precision = "fp32" if args.fp32 else "int8" if args.int8 else "fp16"
+    options = BuildOptions(precision=precision, workspace_mib=args.workspace, dla_core=args.dla,
+                           calib_dir=args.calib, calib_cache=args.calib_cache, timing_cache=args.timing_cache)
+    out = build_engine(args.model, args.output, options)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {out.name}.json")
+    return 0
+
+
+def _cmd_check_trt(args: argparse.Namespace) -> int:
+    from .images import list_images
+    from .resources import samples_dir
+    from .trt_check import run_checks
+
+    images = list_images(args.images or [samples_dir()])
+    ok, lines = run_checks(args.model, images, args.target)
+    print("\n".join(lines))
+    print("all checks passed" if ok else "some checks FAILED (see above)")
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fcn-road-seg", description="FCN road segmentation tools")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -152,6 +177,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_arch_args(p)
 
     command("model-path", _cmd_model_path, "print the path of the shipped default model")
+
+    p = command("build-engine", _cmd_build_engine, "build a TensorRT engine (plan + JSON sidecar) from an ONNX model")
+    p.add_argument("model", type=Path, help="exported .onnx model")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output plan path (e.g. road_fp16.plan)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp32", action="store_true", help="build in FP32 (default: FP16)")
+    precision.add_argument("--int8", action="store_true", help="build in INT8 (with FP16 fallback); needs --calib")
+    p.add_argument("--calib", type=Path, help="folder of frames like the camera's for INT8 calibration")
+    p.add_argument("--calib-cache", type=Path, help="INT8 calibration cache (default: OUTPUT.calib)")
+    p.add_argument("--workspace", type=int, default=1024, metavar="MiB",
+                   help="TensorRT workspace memory limit in MiB (default 1024, fits 8 GB Jetsons)")
+    p.add_argument("--dla", type=int, metavar="N", help="run on DLA core N with GPU fallback (Jetson AGX/NX Orin)")
+    p.add_argument("--timing-cache", type=Path, help="timing cache file (default: per GPU and TensorRT version "
+                   "under ~/.cache/fcn_road_seg/timing)")
+
+    p = command("check-trt", _cmd_check_trt, "check an ONNX model for TensorRT: operators, static shapes, FP16 "
+                "mask fidelity and FP16 activation range (needs no GPU)")
+    p.add_argument("model", type=Path, help="exported .onnx model")
+    p.add_argument("--images", type=Path, nargs="+",
+                   help="frames or folders to compare on (default: bundled samples)")
+    p.add_argument("--target", action="append", help="TensorRT release(s) to check against (default: all listed)")
     return parser
 
 

@@ -7,6 +7,7 @@ __all__ = [
     "InputImageError",
     "BackendUnavailableError",
     "DatasetError",
+    "EngineMismatchError",
 ]
 
 
@@ -32,3 +33,7 @@ class BackendUnavailableError(FcnRoadSegError):
 
 class DatasetError(FcnRoadSegError):
     """A dataset folder is missing, empty or inconsistent."""
+
+
+class EngineMismatchError(ModelError):
+    """A TensorRT plan was built for another TensorRT version or GPU than the one running it."""

@@ -16,7 +16,7 @@ from .backends import Backend, open_backend
 from .contract import ModelContract
 from .errors import InputImageError
 
-__all__ = ["RoadSegmenter", "RoadMask", "overlay", "MAX_UPSCALE", "MIN_SIDE"]
+__all__ = ["RoadSegmenter", "RoadMask", "overlay", "preprocess", "MAX_UPSCALE", "MIN_SIDE"]
 
 # A frame is refused when the network would have to enlarge it more than this (it would invent detail),
 # or when a side is shorter than MIN_SIDE pixels.
@@ -44,6 +44,27 @@ def overlay(frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5, color_order
     out = frame.copy()
     np.copyto(out, blended, where=(mask > 0)[..., None])
     return out
+
+
+def preprocess(
+    frame: np.ndarray, contract: ModelContract, *, color_order: str = "bgr", out: np.ndarray | None = None
+) -> np.ndarray:
+    """Resize ``frame`` to the contract's network size in its channel order: the (1, H, W, 3) uint8 batch.
+
+    The one preprocessing step of every path (segment, INT8 calibration, checks); writes into ``out`` if given.
+    """
+    order = color_order.upper()
+    if order not in ("RGB", "BGR"):
+        raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
+    net_h, net_w = contract.input_height, contract.input_width
+    batch = np.empty(contract.input_shape, dtype=np.uint8) if out is None else out
+    shrinking = frame.shape[0] * frame.shape[1] > net_h * net_w
+    resized = cv2.resize(frame, (net_w, net_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    if order != contract.channel_order:
+        cv2.cvtColor(resized, cv2.COLOR_BGR2RGB, dst=batch[0])
+    else:
+        batch[0] = resized
+    return batch
 
 
 class RoadSegmenter:
@@ -103,19 +124,12 @@ class RoadSegmenter:
 
         Pass ``overlay_alpha`` to also get the overlay (skipped otherwise).
         """
-        order = color_order.upper()
-        if order not in ("RGB", "BGR"):
+        if color_order.upper() not in ("RGB", "BGR"):
             raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
         self.check_frame(frame)
         h, w = frame.shape[:2]
-        net_h, net_w = self._net_hw
         t0 = time.perf_counter()
-        shrinking = h * w > net_h * net_w
-        resized = cv2.resize(frame, (net_w, net_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        if order != self.contract.channel_order:
-            cv2.cvtColor(resized, cv2.COLOR_BGR2RGB, dst=self._batch[0])
-        else:
-            self._batch[0] = resized
+        preprocess(frame, self.contract, color_order=color_order, out=self._batch)
         t1 = time.perf_counter()
         prob_net = self.backend.infer(self._batch)[0]
         t2 = time.perf_counter()

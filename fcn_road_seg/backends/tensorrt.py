@@ -1,0 +1,116 @@
+"""TensorRT backend: run a plan (or an .onnx, built once and cached) with pycuda-managed memory.
+
+Uses the named-tensor API of TensorRT 8.6 and 10.x (``num_io_tensors``, ``get_tensor_name``,
+``get_tensor_mode``, ``set_tensor_address``, ``execute_async_v3``). Before deserialising, the plan's sidecar
+is checked against the running TensorRT version and GPU, so a mismatch fails with both sides named and the
+fix, instead of TensorRT's "version tag does not match" error.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..contract import ModelContract
+from ..engine import BuildOptions, cached_engine, import_tensorrt, trt_logger
+from ..errors import ModelError
+from ..plan import check_compatible, read_sidecar
+from .cuda_io import CudaDevice, StreamIO, TensorSpec, import_pycuda
+
+__all__ = ["TensorRTBackend", "open_tensorrt"]
+
+log = logging.getLogger(__name__)
+
+
+def open_tensorrt(path: str | Path, *, precision: str = "fp16", workspace_mib: int | None = None,
+                  device_index: int = 0, cache_root: Path | None = None) -> TensorRTBackend:
+    """Open a plan, or an .onnx: its engine for this GPU is built on first use and cached (see ``cached_engine``)."""
+    path = Path(path)
+    import_tensorrt()
+    import_pycuda()
+    if path.suffix.lower() == ".onnx":
+        extra = {} if workspace_mib is None else {"workspace_mib": workspace_mib}
+        path = cached_engine(path, BuildOptions(precision=precision, device_index=device_index, **extra),
+                             cache_root=cache_root)
+    return TensorRTBackend(path, device_index=device_index)
+
+
+class TensorRTBackend:
+    """One execution context on one stream; ``infer`` may be called from any thread (calls are serialised)."""
+
+    name = "tensorrt"
+
+    def __init__(self, plan_path: str | Path, *, device_index: int = 0) -> None:
+        trt = import_tensorrt()
+        self.path = Path(plan_path)
+        if not self.path.is_file():
+            raise ModelError(f"TensorRT plan not found: {self.path}; build it with `fcn-road-seg build-engine`")
+        sidecar = read_sidecar(self.path)
+        self.sidecar = sidecar
+        self.contract: ModelContract = sidecar.contract
+        self._cuda = CudaDevice(device_index)
+        self._io: StreamIO | None = None
+        try:
+            check_compatible(sidecar, trt.__version__, self._cuda.info, plan=self.path)
+            with self._cuda.active():
+                self._load(trt)
+        except BaseException:
+            self.close()
+            raise
+        self.device = (f"cuda:{device_index} {self._cuda.info.name} ({sidecar.precision.upper()}, "
+                       f"TensorRT {trt.__version__})")
+        self.last_timings_ms: dict[str, float] = {}
+        log.info("tensorrt %s: %s on %s", trt.__version__, self.path.name, self.device)
+
+    def _load(self, trt) -> None:
+        self._runtime = trt.Runtime(trt_logger(trt))
+        self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self._engine is None:
+            raise ModelError(f"TensorRT could not deserialise {self.path} (see the TensorRT log above); "
+                             "rebuild it with `fcn-road-seg build-engine`")
+        c = self.contract
+        expected = {c.input_name: (True, c.input_shape, np.uint8),
+                    c.output_name: (False, (1, c.input_height, c.input_width), np.float32)}
+        specs = []
+        for i in range(self._engine.num_io_tensors):
+            name = self._engine.get_tensor_name(i)
+            is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            shape = tuple(self._engine.get_tensor_shape(name))
+            dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
+            if expected.get(name) != (is_input, shape, dtype):
+                raise ModelError(
+                    f"{self.path}: engine tensor {name} ({'input' if is_input else 'output'} {shape} {dtype}) does "
+                    f"not match its contract ({c.input_name} {c.input_shape} uint8 -> {c.output_name} float32); "
+                    "rebuild the plan from the model's .onnx"
+                )
+            specs.append(TensorSpec(name, shape, dtype, is_input))
+        if len(specs) != 2:
+            raise ModelError(f"{self.path}: expected 2 I/O tensors, found {len(specs)}; rebuild the plan")
+        self._context = self._engine.create_execution_context()
+        self._io = StreamIO(specs)
+        for spec in specs:  # buffers never move, so addresses are set once
+            self._context.set_tensor_address(spec.name, self._io.address(spec.name))
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        c = self.contract
+        if batch.dtype != np.uint8 or batch.shape != c.input_shape:
+            raise ValueError(f"batch must be uint8 {c.input_shape}, got {batch.dtype} {batch.shape}")
+        with self._cuda.active():
+            outputs, timings = self._io.run({c.input_name: batch}, self._context.execute_async_v3)
+        self.last_timings_ms = timings
+        return outputs[c.output_name]
+
+    def close(self) -> None:
+        """Free GPU buffers and TensorRT objects, then release the primary context."""
+        if self._cuda is None:
+            return
+        with self._cuda.active():
+            if self._io is not None:
+                self._io.free()
+                self._io = None
+            for attr in ("_context", "_engine", "_runtime"):
+                if hasattr(self, attr):
+                    delattr(self, attr)  # TensorRT 10 frees on garbage collection (no .destroy())
+        self._cuda.close()
+        self._cuda = None

@@ -1,0 +1,391 @@
+"""ONNX -> TensorRT plan (FP16 by default), with a JSON sidecar, and the per-GPU engine cache.
+
+``fcn-road-seg build-engine MODEL.onnx -o ENGINE.plan`` builds one plan; ``cached_engine`` builds once per
+(model hash, GPU, TensorRT version, precision) under ``~/.cache/fcn_road_seg/engines`` and later only
+returns the path. Written against the TensorRT Python API of 8.6 and 10.x:
+
+- 8.6 needs ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH``; 10.x networks are always explicit-batch and
+  the flag is deprecated, so it is passed only before 10.
+- ``IProgressMonitor`` (``config.progress_monitor``) exists from 10.0; on 8.6 a log line marks each phase.
+- INT8 post-training calibration (``config.int8_calibrator``) is deprecated from 10.1 but still works.
+- ``builder.platform_has_fast_fp16/int8`` are deprecated in 10.x; they are consulted only where present.
+
+TensorRT and pycuda are imported on use; without them the functions raise BackendUnavailableError.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .contract import ModelContract, read_onnx_contract
+from .errors import BackendUnavailableError, DatasetError, InputImageError, ModelError
+from .plan import (
+    PRECISIONS,
+    EngineSidecar,
+    GpuInfo,
+    atomic_write_bytes,
+    cached_plan_path,
+    exclusive_lock,
+    file_sha256,
+    sidecar_path,
+    timing_cache_path,
+    write_sidecar,
+)
+
+__all__ = [
+    "BuildOptions",
+    "DEFAULT_WORKSPACE_MIB",
+    "INSTALL_HINT",
+    "import_tensorrt",
+    "calibration_batches",
+    "build_engine",
+    "cached_engine",
+]
+
+log = logging.getLogger(__name__)
+
+# 1 GiB: enough for FCN-8s tactics, and leaves room for the model, ROS and the camera on an 8 GB Jetson.
+DEFAULT_WORKSPACE_MIB = 1024
+INSTALL_HINT = (
+    "on Jetson install JetPack (it ships TensorRT) and `sudo apt install python3-pycuda` or `pip install pycuda`; "
+    "on a desktop with an NVIDIA driver `pip install tensorrt pycuda` (or pip install 'fcn_road_seg[tensorrt]')"
+)
+
+
+def import_tensorrt():
+    """``tensorrt`` module, or BackendUnavailableError saying what to install."""
+    try:
+        import tensorrt as trt
+    except ImportError as err:
+        raise BackendUnavailableError(f"TensorRT is not installed ({err}): {INSTALL_HINT}") from err
+    return trt
+
+
+def trt_major(trt) -> int:
+    return int(trt.__version__.split(".")[0])
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build a plan."""
+
+    precision: str = "fp16"
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB
+    dla_core: int | None = None
+    calib_dir: Path | None = None  # images for INT8 calibration
+    calib_max_images: int = 500
+    calib_cache: Path | None = None  # default: <plan>.calib
+    timing_cache: Path | None = None  # default: per GPU + TensorRT version in the cache folder
+    device_index: int = 0
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.workspace_mib < 64:
+            raise ValueError(f"--workspace must be at least 64 MiB, got {self.workspace_mib}")
+        if self.precision == "int8" and self.calib_dir is None:
+            raise ValueError("INT8 needs calibration images: pass --calib DIR (a few hundred frames like the camera's)")
+        if self.dla_core is not None and (self.dla_core < 0 or self.precision == "fp32"):
+            raise ValueError("--dla needs a core index >= 0 and FP16 or INT8 (DLA has no FP32 mode)")
+
+
+def calibration_batches(image_dir: str | Path, contract: ModelContract, max_images: int = 500):
+    """Yield (name, uint8 (1, H, W, 3) batch) for calibration images, preprocessed exactly like RoadSegmenter."""
+    from .images import list_images, read_bgr
+    from .pipeline import preprocess
+
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise DatasetError(f"calibration folder not found: {image_dir}; pass --calib with a folder of frames")
+    try:
+        paths = list_images([image_dir])[:max_images]
+    except InputImageError as err:
+        raise DatasetError(f"{err}; INT8 calibration needs a few hundred frames like the camera's") from err
+    for path in paths:
+        yield path.name, preprocess(read_bgr(path), contract, color_order="bgr")
+
+
+def _log_bridge(trt):
+    """A TensorRT ILogger that forwards to Python logging (``fcn_road_seg.tensorrt``)."""
+    trt_log = logging.getLogger("fcn_road_seg.tensorrt")
+    levels = {
+        trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL,
+        trt.ILogger.Severity.ERROR: logging.ERROR,
+        trt.ILogger.Severity.WARNING: logging.WARNING,
+        trt.ILogger.Severity.INFO: logging.INFO,
+        trt.ILogger.Severity.VERBOSE: logging.DEBUG,
+    }
+
+    class LogBridge(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+
+        def log(self, severity, msg) -> None:
+            trt_log.log(levels.get(severity, logging.INFO), "%s", msg)
+
+    return LogBridge()
+
+
+_LOGGER = None
+
+
+def trt_logger(trt):
+    """One logger per process, shared by builder and runtime (TensorRT expects a single logger)."""
+    global _LOGGER
+    if _LOGGER is None:
+        _LOGGER = _log_bridge(trt)
+    return _LOGGER
+
+
+def _progress_monitor(trt):
+    """tqdm bars per build phase (TensorRT >= 10), or None where IProgressMonitor does not exist."""
+    if not hasattr(trt, "IProgressMonitor"):
+        return None
+    import threading
+
+    from tqdm import tqdm
+
+    class Progress(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self._bars: dict[str, tqdm] = {}
+            self._lock = threading.Lock()  # TensorRT calls in from several threads
+
+        def phase_start(self, phase_name, parent_phase, num_steps) -> None:
+            with self._lock:
+                depth = 0 if parent_phase is None else 1
+                self._bars[phase_name] = tqdm(total=num_steps, desc=phase_name, leave=depth == 0, position=depth,
+                                              disable=None)
+
+        def step_complete(self, phase_name, step) -> bool:
+            with self._lock:
+                bar = self._bars.get(phase_name)
+                if bar is not None:
+                    bar.update(step + 1 - bar.n)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name) -> None:
+            with self._lock:
+                bar = self._bars.pop(phase_name, None)
+                if bar is not None:
+                    bar.close()
+
+    return Progress()
+
+
+def _entropy_calibrator(trt, batches, input_nbytes: int, cache_path: Path):
+    """An IInt8EntropyCalibrator2 that copies preprocessed uint8 frames to one device buffer via pycuda."""
+    import pycuda.driver as cuda
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self._batches = iter(batches)
+            self._device = cuda.mem_alloc(input_nbytes)
+            self._count = 0
+
+        def get_batch_size(self) -> int:
+            return 1
+
+        def get_batch(self, names):
+            try:
+                name, batch = next(self._batches)
+            except StopIteration:
+                log.info("INT8 calibration used %d frames", self._count)
+                return None
+            cuda.memcpy_htod(self._device, np.ascontiguousarray(batch))
+            self._count += 1
+            log.debug("calibration frame %d: %s", self._count, name)
+            return [int(self._device)]
+
+        def read_calibration_cache(self):
+            if cache_path.is_file():
+                log.info("using INT8 calibration cache %s", cache_path)
+                return cache_path.read_bytes()
+            return None
+
+        def write_calibration_cache(self, cache) -> None:
+            atomic_write_bytes(cache_path, bytes(cache))
+            log.info("wrote INT8 calibration cache %s", cache_path)
+
+        def free(self) -> None:
+            self._device.free()
+
+    return EntropyCalibrator()
+
+
+def current_gpu(device_index: int = 0) -> GpuInfo:
+    """Name and compute capability of CUDA device ``device_index`` (via pycuda)."""
+    from .backends.cuda_io import CudaDevice
+
+    device = CudaDevice(device_index)
+    try:
+        return device.info
+    finally:
+        device.close()
+
+
+def build_engine(onnx_path: str | Path, plan_path: str | Path, options: BuildOptions | None = None) -> Path:
+    """Parse ``onnx_path``, build a plan with ``options``, write it and its sidecar atomically."""
+    from .backends.cuda_io import CudaDevice
+
+    trt = import_tensorrt()
+    options = options or BuildOptions()
+    onnx_path, plan_path = Path(onnx_path), Path(plan_path)
+    contract = read_onnx_contract(onnx_path)
+    logger = trt_logger(trt)
+    device = CudaDevice(options.device_index)
+    try:
+        with device.active():
+            plan = _build(trt, logger, onnx_path, plan_path, contract, options, device.info)
+            sidecar = EngineSidecar(
+                contract=contract,
+                tensorrt_version=trt.__version__,
+                gpu=device.info,
+                onnx_sha256=file_sha256(onnx_path),
+                precision=options.precision,
+                build_date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                workspace_mib=options.workspace_mib,
+                dla_core=options.dla_core,
+            )
+    finally:
+        device.close()
+    write_sidecar(plan_path, sidecar)  # sidecar first: whoever sees the plan also finds its sidecar
+    atomic_write_bytes(plan_path, plan)
+    log.info("wrote %s (%.1f MB) and %s", plan_path, len(plan) / 1e6, sidecar_path(plan_path).name)
+    return plan_path
+
+
+def _phase(name: str, t0: float) -> float:
+    now = time.perf_counter()
+    log.info("%s done (%.1f s)", name, now - t0)
+    return now
+
+
+def _build(trt, logger, onnx_path: Path, plan_path: Path, contract: ModelContract, options: BuildOptions,
+           gpu: GpuInfo) -> bytes:
+    t0 = time.perf_counter()
+    builder = trt.Builder(logger)
+    flags = 0 if trt_major(trt) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    log.info("parsing %s with TensorRT %s on %s (%s)", onnx_path, trt.__version__, gpu.name, gpu.sm)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        for err in errors:
+            log.error("ONNX parser: %s", err)
+        raise ModelError(
+            f"TensorRT {trt.__version__} cannot parse {onnx_path}: {'; '.join(errors) or 'unknown error'}; run "
+            "`fcn-road-seg check-trt MODEL.onnx` and re-export (e.g. --opset 17 for TensorRT 8.6)"
+        )
+    t = _phase("parse", t0)
+    _check_network(trt, network, contract, onnx_path)
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+    if options.precision in ("fp16", "int8"):
+        if not getattr(builder, "platform_has_fast_fp16", True):
+            raise BackendUnavailableError(f"{gpu.name} has no fast FP16; build with --fp32")
+        config.set_flag(trt.BuilderFlag.FP16)  # INT8 builds fall back to FP16 (not FP32) where INT8 is slower
+    if options.precision == "int8":
+        if not getattr(builder, "platform_has_fast_int8", True):
+            raise BackendUnavailableError(f"{gpu.name} has no fast INT8; build with FP16 (the default)")
+        config.set_flag(trt.BuilderFlag.INT8)
+    if options.dla_core is not None:
+        cores = builder.num_DLA_cores
+        if options.dla_core >= cores:
+            raise BackendUnavailableError(
+                f"--dla {options.dla_core} asked for but this device has {cores} DLA core(s) "
+                "(AGX Orin and Orin NX 16GB: 2, Orin NX 8GB: 1, Orin Nano: 0); omit --dla to run on the GPU"
+            )
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = options.dla_core
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU
+
+    shape = tuple(contract.input_shape)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(contract.input_name, shape, shape, shape)  # static: min = opt = max
+    config.add_optimization_profile(profile)
+
+    calibrator = None
+    if options.precision == "int8":
+        config.set_calibration_profile(profile)
+        calib_cache = options.calib_cache or plan_path.with_name(plan_path.name + ".calib")
+        batches = calibration_batches(options.calib_dir, contract, options.calib_max_images)
+        calibrator = _entropy_calibrator(trt, batches, int(np.prod(shape)), calib_cache)
+        config.int8_calibrator = calibrator
+
+    timing_path = options.timing_cache or timing_cache_path(gpu, trt.__version__)
+    blob = timing_path.read_bytes() if timing_path.is_file() else b""
+    timing = config.create_timing_cache(blob)
+    if not config.set_timing_cache(timing, ignore_mismatch=False):
+        log.warning("timing cache %s does not match this GPU/TensorRT; building without it", timing_path)
+    log.info("timing cache %s (%s)", timing_path, "reused" if blob else "new")
+
+    monitor = _progress_monitor(trt)
+    if monitor is not None:
+        config.progress_monitor = monitor
+    else:
+        log.info("building %s engine (workspace %d MiB%s); this takes minutes on a Jetson, progress is "
+                 "logged per phase", options.precision.upper(), options.workspace_mib,
+                 f", DLA core {options.dla_core}" if options.dla_core is not None else "")
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.free()
+    if serialized is None:
+        raise ModelError(
+            f"TensorRT could not build an engine from {onnx_path} (see the TensorRT errors above); if it ran out "
+            f"of memory, close other GPU programs or lower --workspace (now {options.workspace_mib} MiB), or "
+            "build on a larger device of the same model and TensorRT version"
+        )
+    _phase("build", t)
+    atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
+    return bytes(serialized)
+
+
+def _check_network(trt, network, contract: ModelContract, onnx_path: Path) -> None:
+    """The parsed network must have the contract's single static uint8 input and float32 output."""
+    if network.num_inputs != 1 or network.num_outputs != 1:
+        raise ModelError(f"{onnx_path}: expected 1 input and 1 output, TensorRT sees "
+                         f"{network.num_inputs} and {network.num_outputs}; re-export the model")
+    inp, out = network.get_input(0), network.get_output(0)
+    wrong_input = inp.name != contract.input_name or tuple(inp.shape) != tuple(contract.input_shape)
+    if wrong_input or inp.dtype != trt.DataType.UINT8:
+        raise ModelError(
+            f"{onnx_path}: TensorRT input {inp.name} {tuple(inp.shape)} {inp.dtype} differs from the contract's "
+            f"{contract.input_name} {contract.input_shape} uint8; re-export with `fcn-road-seg export`"
+        )
+    if out.name != contract.output_name or out.dtype != trt.DataType.FLOAT:
+        raise ModelError(f"{onnx_path}: TensorRT output {out.name} {out.dtype} differs from the contract's "
+                         f"{contract.output_name} float32; re-export with `fcn-road-seg export`")
+
+
+def cached_engine(onnx_path: str | Path, options: BuildOptions | None = None, *, cache_root: Path | None = None
+                  ) -> Path:
+    """The cached plan for ``onnx_path`` on this GPU and TensorRT version, built on first use.
+
+    A lock file serialises concurrent starts: the first builds, the others wait and then reuse the plan.
+    """
+    trt = import_tensorrt()
+    options = options or BuildOptions()
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ModelError(f"model file not found: {onnx_path}")
+    gpu = current_gpu(options.device_index)
+    plan = cached_plan_path(file_sha256(onnx_path), gpu, trt.__version__, options.precision, cache_root)
+    if options.timing_cache is None:
+        options = replace(options, timing_cache=timing_cache_path(gpu, trt.__version__, cache_root))
+    with exclusive_lock(plan):
+        if plan.is_file() and sidecar_path(plan).is_file():
+            log.info("engine cache hit: %s", plan)
+            return plan
+        log.info("engine cache miss: building %s for %s (TensorRT %s) -> %s; later starts reuse it",
+                 options.precision.upper(), gpu.name, trt.__version__, plan)
+        return build_engine(onnx_path, plan, options)
