@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
+from .contract import DEFAULT_OPSET
 from .errors import FcnRoadSegError
 
 __all__ = ["main", "build_parser"]
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--untrained", action="store_true", help="export a freshly initialised network (benchmarks)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .onnx path")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="network input size")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17; 17 is what TensorRT 8.6 parses)")
     _add_arch_args(p)
 
     p = command("model-info", _cmd_model_info, "parameters and GFLOPs of an architecture or an exported model")

@@ -13,9 +13,10 @@ from typing import Any
 
 from .errors import ContractError, ModelError
 
-__all__ = ["ModelContract", "CONTRACT_VERSION", "METADATA_PREFIX", "read_onnx_contract"]
+__all__ = ["ModelContract", "CONTRACT_VERSION", "DEFAULT_OPSET", "METADATA_PREFIX", "read_onnx_contract"]
 
 CONTRACT_VERSION = 1
+DEFAULT_OPSET = 17  # the newest ONNX opset both TensorRT 8.6 (JetPack 6.0) and 10.x parse
 METADATA_PREFIX = "fcn_road_seg."
 
 

@@ -14,14 +14,13 @@ import torch
 from torch import nn
 
 from . import __version__
-from .contract import ModelContract
+from .contract import DEFAULT_OPSET, ModelContract
 from .errors import ModelError
 from .model import FCN, FCNConfig
 
 __all__ = ["DeployableFCN", "load_checkpoint", "export_onnx", "export_checkpoint", "contract_for", "DEFAULT_OPSET"]
 
 log = logging.getLogger(__name__)
-DEFAULT_OPSET = 18
 
 
 class DeployableFCN(nn.Module):
