@@ -7,6 +7,7 @@ __all__ = [
     "InputImageError",
     "BackendUnavailableError",
     "DatasetError",
+    "BagError",
 ]
 
 
@@ -32,3 +33,7 @@ class BackendUnavailableError(FcnRoadSegError):
 
 class DatasetError(FcnRoadSegError):
     """A dataset folder is missing, empty or inconsistent."""
+
+
+class BagError(DatasetError):
+    """A rosbag2 bag is missing, unreadable, of an unknown storage or lacks a needed topic."""
