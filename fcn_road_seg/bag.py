@@ -76,7 +76,7 @@ def message_to_bgr(msg) -> np.ndarray:
 
     try:
         frame = message_to_cvimage(msg, "bgr8")
-    except (ImageError, ValueError, cv2.error) as err:
+    except (ImageError, ValueError, TypeError, cv2.error) as err:  # TypeError: data shorter than h*step
         raise InputImageError(f"cannot decode image message ({err})") from err
     if frame is None or frame.ndim != 3:
         raise InputImageError("image message decoded to nothing (corrupt compressed data?)")

@@ -58,13 +58,16 @@ class EvalConfig:
 
 def decode_gt_message(msg) -> tuple[np.ndarray, np.ndarray]:
     """GT Image message -> (road, valid): mono8 (255/0/other=ignore) or KITTI colour (rgb8/bgr8)."""
-    from rosbags.image import message_to_cvimage
+    from rosbags.image import ImageError, message_to_cvimage
 
-    if msg.encoding == "mono8":
-        return decode_mono8_gt(message_to_cvimage(msg, "mono8"))
-    if msg.encoding in ("rgb8", "bgr8"):
+    if msg.encoding not in ("mono8", "rgb8", "bgr8"):
+        raise InputImageError(f"GT encoding {msg.encoding!r} unsupported; use mono8 (255 road, 0 not) or KITTI rgb8")
+    try:
+        if msg.encoding == "mono8":
+            return decode_mono8_gt(message_to_cvimage(msg, "mono8"))
         return decode_kitti_gt(message_to_cvimage(msg, "bgr8"))
-    raise InputImageError(f"GT encoding {msg.encoding!r} unsupported; use mono8 (255 road, 0 not) or KITTI rgb8")
+    except (ImageError, ValueError, TypeError) as err:  # TypeError: data shorter than h*step
+        raise InputImageError(f"cannot decode GT message ({err})") from err
 
 
 def _decode_gt_file(path: Path, fmt: str, road_id: int, ignore_id: int | None) -> tuple[np.ndarray, np.ndarray]:
