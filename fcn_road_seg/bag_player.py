@@ -128,11 +128,12 @@ class BagPlayer(Node):
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     executor = SingleThreadedExecutor()
+    spinner = threading.Thread(target=executor.spin, daemon=True)
     player = None
     try:
         player = BagPlayer()
         executor.add_node(player)
-        threading.Thread(target=executor.spin, daemon=True).start()
+        spinner.start()
         player.play()
         time.sleep(0.5)  # let reliable publishers deliver what is queued before the process ends
         return 0
@@ -142,12 +143,12 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
     finally:
+        executor.shutdown()  # wakes and ends the spinning thread before the node goes away
+        if spinner.is_alive():
+            spinner.join(timeout=5)
         if player is not None:
             player.destroy_node()
-        executor.shutdown()
-        if rclpy.ok():
-            rclpy.shutdown()
-
+        rclpy.try_shutdown()
 
 if __name__ == "__main__":
     raise SystemExit(main())

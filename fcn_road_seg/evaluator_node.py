@@ -72,7 +72,6 @@ class RoadEvaluator(Node):
         self.lock = threading.Lock()
         self.probabilities: OrderedDict[int, Image] = OrderedDict()
         self.gts: OrderedDict[int, Image] = OrderedDict()
-        self.dirty = False
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(Image, self.probability_topic, self._on_probability, qos)
         self.create_subscription(Image, self.gt_topic, self._on_gt, qos)
@@ -116,7 +115,6 @@ class RoadEvaluator(Node):
             self.evaluation.skip(name, str(err))
             return
         self.evaluation.add(name, category_of(name), q, road, valid)
-        self.dirty = True
 
     def _on_write_report(self, request, response):
         try:
@@ -145,7 +143,6 @@ class RoadEvaluator(Node):
             finally:
                 ev.unmatched_images -= pending_p  # they may still be paired later
                 ev.unmatched_gt -= pending_g
-            self.dirty = False
         self.get_logger().info(f"report written to {Path(self.out)} ({ev.frames} frames)")
         return report
 
@@ -163,11 +160,10 @@ def main(args: list[str] | None = None) -> int:
         return 2
     finally:
         if node is not None:
-            if node.dirty:
-                try:
-                    node.write_report()
-                except FcnRoadSegError as err:
-                    rclpy.logging.get_logger("road_evaluator").error(str(err))
+            try:
+                node.write_report()
+            except FcnRoadSegError as err:  # e.g. nothing was paired: say so instead of writing zeros
+                rclpy.logging.get_logger("road_evaluator").error(f"no report written: {err}")
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
