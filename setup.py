@@ -65,6 +65,8 @@ setup(
             "fcn-road-seg = fcn_road_seg.cli:main",
             "road_seg_node = fcn_road_seg.node:main",
             "image_folder_publisher = fcn_road_seg.image_folder_publisher:main",
+            "bag_player = fcn_road_seg.bag_player:main",
+            "road_evaluator = fcn_road_seg.evaluator_node:main",
         ],
     },
 )
