@@ -9,7 +9,6 @@ Three ground-truth encodings are understood, each decoded to ``road`` and ``vali
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,6 @@ __all__ = [
     "class_index_pairs",
 ]
 
-log = logging.getLogger(__name__)
 GT_IGNORE_VALUE = 128  # mono8 GT value for "not evaluated"
 KITTI_CATEGORIES = ("um", "umm", "uu")
 

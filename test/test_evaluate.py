@@ -235,3 +235,23 @@ def test_latency_percentiles_within_bin_resolution():
         exact = np.percentile(values, q, method="inverted_cdf")
         assert exact <= hist.percentile(q) <= exact * 1.013, q
     assert hist.summary()["mean"] == pytest.approx(values.mean())
+
+
+def test_compressed_image_bag_equals_folder_and_keeps_few_tiles(segmenter, tmp_path, kitti_dir):
+    ts = typestore()
+    bag = tmp_path / "compressed"
+    with BagOut(bag, "mcap") as out:
+        for i, frame in enumerate(FolderSource(kitti_dir, "kitti")):
+            stamp = 10**9 * (i + 1)
+            header = image_message(frame.image[:1, :1], "bgr8", stamp, "camera").header
+            ok, png = cv2.imencode(".png", frame.image)  # lossless: same pixels as the folder
+            assert ok
+            out.write("/camera/image/compressed", ts.types["sensor_msgs/msg/CompressedImage"](
+                header=header, format="png", data=png.reshape(-1)), stamp)
+            out.write_image(GT, cv2.cvtColor(cv2.imread(str(FolderSource(kitti_dir).pairs[i][1])), cv2.COLOR_BGR2RGB),
+                            "rgb8", stamp, "camera")
+    folder = _evaluate(segmenter, tmp_path, kitti_dir, "folder", keep=1)
+    report = _evaluate(segmenter, tmp_path, bag, "bag", image_topic="/camera/image/compressed", gt_topic=GT, keep=1)
+    assert _metrics(report) == _metrics(folder)
+    assert len(report["best"]) == len(report["worst"]) == 1  # only `keep` tiles per end are held
+    assert report["best"][0]["IoU"] >= report["worst"][0]["IoU"]
