@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default="sqlite3", choices=["sqlite3", "mcap"], help="--write-bag storage")
     _add_model_args(p)
 
-    bag = command("bag", lambda a: 2, "convert datasets to rosbag2 bags (for ros2 bag play and evaluate)")
+    bag = command("bag", _cmd_bag, "convert datasets to rosbag2 bags (for ros2 bag play and evaluate)")
     bag_sub = bag.add_subparsers(dest="bag_command", required=True, metavar="SUBCOMMAND")
     for name, help_ in (("from-kitti", "KITTI data_road/training folder -> bag (image, GT, camera_info from calib/)"),
                         ("from-folder", "class-index folder (images/ + labels/, CamVid layout) -> bag")):
