@@ -218,8 +218,8 @@ def open_bag(path: str | Path):
         reader.open()
     except ReaderError as err:
         raise BagError(
-            f"cannot open {path} as a rosbag2 bag ({err}); supported storages are sqlite3 (.db3) and mcap, "
-            "given as the bag folder with metadata.yaml or a single .mcap file"
+            f"cannot open {path} as a rosbag2 bag ({err}); supported storages are sqlite3 and mcap, "
+            "given as the bag folder (with metadata.yaml) or a single .db3 / .mcap file"
         ) from err
     return reader
 

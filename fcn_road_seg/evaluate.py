@@ -183,9 +183,11 @@ class BagSource:
 
 def _open_source(config: EvalConfig):
     layout = config.layout
+    if not Path(config.source).exists():
+        raise DatasetError(f"{config.source} not found; give a KITTI/class-index folder or a rosbag2 bag")
     if layout == "auto":
         src = Path(config.source)
-        if src.is_file() or (src / "metadata.yaml").is_file():
+        if src.is_file() or (src / "metadata.yaml").is_file() or any(src.glob("*.mcap")) or any(src.glob("*.db3")):
             layout = "bag"
         elif (src / "images").is_dir() and (src / "labels").is_dir():
             layout = "class-index"

@@ -11,7 +11,7 @@ import pytest
 from fcn_road_seg import cli
 from fcn_road_seg.bag import (BagOut, bag_frame_names, image_message, message_to_bgr, open_bag, read_kitti_calib,
                               typestore, write_dataset_bag)
-from fcn_road_seg.errors import BagError, InputImageError
+from fcn_road_seg.errors import BagError, DatasetError, InputImageError
 from fcn_road_seg.evaluate import EvalConfig, decode_gt_message, run_evaluation
 from fcn_road_seg.evaluation import LatencyHistogram
 from fcn_road_seg.groundtruth import FolderSource, decode_kitti_gt
@@ -217,7 +217,11 @@ def test_nothing_matched_is_an_error_not_a_zero(tiny_onnx, tmp_path, kitti_dir, 
     assert not (tmp_path / "r" / "report.json").exists()
 
 
-def test_bad_dataset_folders_name_the_fix(tmp_path, kitti_dir):
+def test_bad_dataset_folders_name_the_fix(segmenter, tmp_path, kitti_dir):
+    with pytest.raises(DatasetError, match="nowhere not found"):
+        _evaluate(segmenter, tmp_path, tmp_path / "nowhere")
+    with pytest.raises(DatasetError, match="apply to bags"):
+        _evaluate(segmenter, tmp_path, kitti_dir, image_topic=IMAGE)
     with pytest.raises(Exception, match="not a KITTI road folder"):
         FolderSource(tmp_path, "kitti")
     (tmp_path / "calib.txt").write_text("P0: 1 2 3\n")
