@@ -146,8 +146,7 @@ def _cmd_bag(args: argparse.Namespace) -> int:
     from .groundtruth import FolderSource
 
     layout = "kitti" if args.bag_command == "from-kitti" else "class-index"
-    source = FolderSource(args.dir, layout, getattr(args, "split", None), getattr(args, "road_id", 3),
-                          None if getattr(args, "ignore_id", 11) < 0 else getattr(args, "ignore_id", 11))
+    source = FolderSource(args.dir, layout, args.split, args.road_id, None if args.ignore_id < 0 else args.ignore_id)
     config = BagWriteConfig(image_topic=args.image_topic, gt_topic=args.gt_topic,
                             camera_info_topic=args.camera_info_topic, frame_id=args.frame_id, rate_hz=args.rate,
                             storage=args.storage, limit=args.limit)
@@ -218,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--camera-info-topic", default="/camera/camera_info", help="camera_info topic (KITTI calib)")
         p.add_argument("--frame-id", default="camera", help="header frame_id")
         p.add_argument("--limit", type=int, help="at most this many frames")
-        if name == "from-folder":
+        if name == "from-kitti":
+            p.set_defaults(split=None, road_id=3, ignore_id=11)  # KITTI GT is colour-coded, not class indices
+        else:
             p.add_argument("--split", help="split list, e.g. test.txt")
             p.add_argument("--road-id", type=int, default=3, help="road class (CamVid: 3)")
             p.add_argument("--ignore-id", type=int, default=11, help="not-evaluated class (-1: none)")

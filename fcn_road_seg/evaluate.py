@@ -7,6 +7,7 @@ frame names the bag carries (bags written by ``fcn-road-seg bag``) or else by or
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -205,13 +206,14 @@ def run_evaluation(config: EvalConfig, segmenter) -> dict:
     source = _open_source(config)
     ev = Evaluation(threshold=segmenter.threshold, keep=config.keep)
     total = min(len(source), config.limit) if config.limit else len(source)
-    out_bag = BagOut(config.write_bag, config.write_bag_storage).__enter__() if config.write_bag else None
-    alpha = config.overlay_alpha if out_bag is not None else None
     image_topic = config.image_topic or "/camera/image_raw"
-    start = time.perf_counter()
-    try:
-        bar = tqdm(source, total=total, desc="evaluate", unit="frame", disable=None)
-        for count, frame in enumerate(bar):
+    with contextlib.ExitStack() as stack:
+        if isinstance(source, BagSource):
+            stack.callback(source.close)
+        out_bag = stack.enter_context(BagOut(config.write_bag, config.write_bag_storage)) if config.write_bag else None
+        alpha = config.overlay_alpha if out_bag is not None else None
+        start = time.perf_counter()
+        for count, frame in enumerate(tqdm(source, total=total, desc="evaluate", unit="frame", disable=None)):
             if config.limit and count >= config.limit:
                 break
             if frame.error:
@@ -229,13 +231,9 @@ def run_evaluation(config: EvalConfig, segmenter) -> dict:
             ev.add(frame.name, frame.category, result.probability, frame.road, frame.valid, frame.image, timings)
             if out_bag is not None:
                 _write_frame(out_bag, image_topic, frame, result, count)
-    finally:
         ev.wall_s = time.perf_counter() - start
-        if out_bag is not None:
-            out_bag.__exit__(None, None, None)
-        if isinstance(source, BagSource):
-            ev.unmatched_images, ev.unmatched_gt = source.unmatched_images, source.unmatched_gt
-            source.close()
+    if isinstance(source, BagSource):
+        ev.unmatched_images, ev.unmatched_gt = source.unmatched_images, source.unmatched_gt
     if ev.unmatched_images or ev.unmatched_gt:
         log.warning("%d images and %d GT frames had no match", ev.unmatched_images, ev.unmatched_gt)
     src = {"kind": "bag" if isinstance(source, BagSource) else source.layout, "path": str(config.source),
