@@ -335,6 +335,11 @@ class RoadSegmentationNode(Node):
             self.probability_pub.publish(array_to_image(quantize_probability(result.probability), "mono8", header))
         self._stats.finished((time.monotonic() - received) * 1e3, sum(result.timings_ms.values()))
 
+    @property
+    def segmenter(self) -> RoadSegmenter:
+        """The pipeline this node runs (its backend, contract and current threshold)."""
+        return self._segmenter
+
     # -- diagnostics --------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, float]:
         """Counters and timings as published on /diagnostics."""
