@@ -28,11 +28,15 @@ def test_missing_model_fails_at_start_naming_the_fix(tmp_path):
     assert f"model file not found: {missing}" in out and "Fix: set the 'model' parameter" in out
 
 
-def test_bad_parameter_fails_at_start_naming_the_choices(tiny_onnx):
-    proc = _start("-p", f"model:={tiny_onnx}", "-p", "input_transport:=theora")
+@pytest.mark.parametrize("setting,message", [
+    ("input_transport:=theora", "input_transport must be one of raw, compressed, got 'theora'"),
+    ("threshold:=1.5", "threshold"),
+])
+def test_bad_parameter_fails_at_start_with_the_reason(tiny_onnx, setting, message):
+    proc = _start("-p", f"model:={tiny_onnx}", "-p", setting)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1, out
-    assert "input_transport must be one of raw, compressed, got 'theora'" in out
+    assert message in out and "Traceback" not in out
 
 
 def test_sigint_shuts_down_cleanly(tiny_onnx):
