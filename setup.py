@@ -53,7 +53,7 @@ setup(
         ],
         # Training, export and model-info (PyTorch + the ONNX exporter's script library).
         "train": ["torch>=2.2", "onnxscript>=0.1", "tensorboard>=2.14"],
-        "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3"],
+        "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3", "pyyaml>=5.4"],
     },
     zip_safe=True,
     maintainer="fcn_road_seg maintainers",

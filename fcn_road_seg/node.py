@@ -22,6 +22,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
@@ -183,8 +184,6 @@ class RoadSegmentationNode(Node):
     def __init__(self, **node_kwargs) -> None:
         """``node_kwargs`` go to rclpy's Node (``namespace``, ``context``, ``parameter_overrides``, ...)."""
         super().__init__(NODE_NAME, **node_kwargs)
-        for name, default in DEFAULTS.items():
-            self.declare_parameter(name, default, _descriptor(name))
         self._stats = _Stats()
         self._cond = threading.Condition()
         self._pending: tuple[Image | CompressedImage, float] | None = None
@@ -192,6 +191,8 @@ class RoadSegmentationNode(Node):
         self._worker: threading.Thread | None = None
         self._segmenter: RoadSegmenter | None = None
         try:
+            for name, default in DEFAULTS.items():
+                self.declare_parameter(name, default, _descriptor(name))
             self.config = self._read_config()
             self._live = self._read_live()
             self._segmenter = self._open_segmenter()
@@ -335,6 +336,11 @@ class RoadSegmentationNode(Node):
             self.probability_pub.publish(array_to_image(quantize_probability(result.probability), "mono8", header))
         self._stats.finished((time.monotonic() - received) * 1e3, sum(result.timings_ms.values()))
 
+    @property
+    def segmenter(self) -> RoadSegmenter:
+        """The pipeline this node runs (its backend, contract and current threshold)."""
+        return self._segmenter
+
     # -- diagnostics --------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, float]:
         """Counters and timings as published on /diagnostics."""
@@ -395,8 +401,8 @@ def main(args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (FcnRoadSegError, ValueError) as err:
-        get_logger(NODE_NAME).fatal(str(err))
+    except (FcnRoadSegError, ValueError, ParameterException, NameValidationException) as err:
+        get_logger(NODE_NAME).fatal(str(err))  # bad model or parameters: say why, no traceback
         return 1
     finally:
         if node is not None:
