@@ -55,10 +55,10 @@ setup(
         # Training, export and model-info (PyTorch + the ONNX exporter's script library).
         "train": ["torch>=2.2", "onnxscript>=0.1", "tensorboard>=2.14"],
         # `fcn-road-seg check-trt` (FP16 conversion for the fidelity check; runs without a GPU).
-        "trt": ["onnxconverter-common>=1.14"],
+        "trt": ["onnxconverter-common>=1.14", "pyyaml>=5.4"],
         # TensorRT runtime on desktop Linux (Jetson: TensorRT comes with JetPack, pycuda from apt or pip).
         "tensorrt": ["tensorrt>=8.6", "pycuda>=2022.1"],
-        "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3", "onnxconverter-common>=1.14"],
+        "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3", "onnxconverter-common>=1.14", "pyyaml>=5.4"],
     },
     zip_safe=True,
     maintainer="fcn_road_seg maintainers",
@@ -67,6 +67,10 @@ setup(
     entry_points={
         "console_scripts": [
             "fcn-road-seg = fcn_road_seg.cli:main",
+            "road_seg_node = fcn_road_seg.node:main",
+            "image_folder_publisher = fcn_road_seg.image_folder_publisher:main",
+            "bag_player = fcn_road_seg.bag_player:main",
+            "road_evaluator = fcn_road_seg.evaluator_node:main",
         ],
     },
 )

@@ -146,6 +146,51 @@ def _cmd_check_trt(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import EvalConfig, run_evaluation
+    from .pipeline import RoadSegmenter
+
+    config = EvalConfig(
+        source=args.source, out=args.out, layout=args.layout, split=args.split, road_id=args.road_id,
+        ignore_id=None if args.ignore_id < 0 else args.ignore_id, image_topic=args.image_topic,
+        gt_topic=args.gt_topic, gt_dir=args.gt_dir, gt_format=args.gt_format, limit=args.limit,
+        write_bag=args.write_bag, write_bag_storage=args.storage)
+    with RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold) as segmenter:
+        report = run_evaluation(config, segmenter)
+    m, f = report["metrics"], report["frames"]
+    print(f"{f['evaluated']} frames ({f['skipped']} skipped, {f['unmatched_images']} images / {f['unmatched_gt']} GT "
+          f"unmatched): MaxF {100 * m['MaxF']:.2f}  AP {100 * m['AP']:.2f}  IoU {100 * m['IoU']:.2f} -> {args.out}")
+    for name, s in report["per_category"].items():
+        if "MaxF" in s:
+            print(f"  {name}: MaxF {100 * s['MaxF']:.2f}  AP {100 * s['AP']:.2f}  ({s['frames']} frames)")
+    return 1 if f["skipped"] else 0
+
+
+def _cmd_bag(args: argparse.Namespace) -> int:
+    from .bag import BagWriteConfig, write_dataset_bag
+    from .groundtruth import FolderSource
+
+    layout = "kitti" if args.bag_command == "from-kitti" else "class-index"
+    source = FolderSource(args.dir, layout, args.split, args.road_id, None if args.ignore_id < 0 else args.ignore_id)
+    config = BagWriteConfig(image_topic=args.image_topic, gt_topic=args.gt_topic,
+                            camera_info_topic=args.camera_info_topic, frame_id=args.frame_id, rate_hz=args.rate,
+                            storage=args.storage, limit=args.limit)
+    n = write_dataset_bag(source, args.output, config)
+    print(f"wrote {n} frames to {args.output} ({args.storage}): {args.image_topic}, {args.gt_topic}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoConfig, run_demo
+
+    report = run_demo(DemoConfig(out=args.out, images=args.images, model=args.model, backend=args.backend,
+                                 threshold=args.threshold or 0.0, rate_hz=args.rate, frames=args.frames,
+                                 seconds=args.seconds))
+    print(report.summary())
+    print(f"overlays -> {args.out}")
+    return 0 if report.segmented else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fcn-road-seg", description="FCN road segmentation tools")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -176,6 +221,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs=2, default=[375, 1242], metavar=("H", "W"), help="input size")
     _add_arch_args(p)
 
+    p = command("evaluate", _cmd_evaluate,
+                "KITTI road metrics + latency report over a KITTI folder, a class-index folder or a rosbag2 bag")
+    p.add_argument("source", type=Path, help="KITTI data_road/training folder, class-index folder, or bag")
+    p.add_argument("--out", type=Path, required=True, help="report folder (report.json/.md, pr_curve.png, montage.png)")
+    p.add_argument("--layout", default="auto", choices=["auto", "kitti", "class-index", "bag"], help="source kind")
+    p.add_argument("--split", help="class-index folders: split list, e.g. test.txt")
+    p.add_argument("--road-id", type=int, default=3, help="class-index: road class (CamVid: 3)")
+    p.add_argument("--ignore-id", type=int, default=11, help="class-index: not-evaluated class (-1: none)")
+    p.add_argument("--image-topic", help="bag: image topic (sensor_msgs/Image or CompressedImage)")
+    p.add_argument("--gt-topic", help="bag: GT topic (mono8 255 road/0 not/other ignore, or KITTI rgb8)")
+    p.add_argument("--gt-dir", type=Path, help="bag: folder of GT files matched by frame name or order")
+    p.add_argument("--gt-format", default="auto", choices=["auto", "kitti", "class-index", "mono8"], help="--gt-dir files")
+    p.add_argument("--limit", type=int, help="evaluate at most this many frames")
+    p.add_argument("--write-bag", type=Path, help="also write a bag: input images + mask/overlay/probability topics")
+    p.add_argument("--storage", default="sqlite3", choices=["sqlite3", "mcap"], help="--write-bag storage")
+    _add_model_args(p)
+
+    bag = command("bag", _cmd_bag, "convert datasets to rosbag2 bags (for ros2 bag play and evaluate)")
+    bag_sub = bag.add_subparsers(dest="bag_command", required=True, metavar="SUBCOMMAND")
+    for name, help_ in (("from-kitti", "KITTI data_road/training folder -> bag (image, GT, camera_info from calib/)"),
+                        ("from-folder", "class-index folder (images/ + labels/, CamVid layout) -> bag")):
+        p = bag_sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=_cmd_bag)
+        p.add_argument("dir", type=Path, help="dataset folder")
+        p.add_argument("-o", "--output", type=Path, required=True, help="new bag folder")
+        p.add_argument("--storage", default="sqlite3", choices=["sqlite3", "mcap"], help="bag storage plugin")
+        p.add_argument("--rate", type=float, default=10.0, help="frame rate of the synthetic stamps (Hz)")
+        p.add_argument("--image-topic", default="/camera/image_raw", help="image topic (bgr8)")
+        p.add_argument("--gt-topic", default="/camera/road_gt", help="GT topic (mono8: 255 road, 0 not, 128 ignore)")
+        p.add_argument("--camera-info-topic", default="/camera/camera_info", help="camera_info topic (KITTI calib)")
+        p.add_argument("--frame-id", default="camera", help="header frame_id")
+        p.add_argument("--limit", type=int, help="at most this many frames")
+        if name == "from-kitti":
+            p.set_defaults(split=None, road_id=3, ignore_id=11)  # KITTI GT is colour-coded, not class indices
+        else:
+            p.add_argument("--split", help="split list, e.g. test.txt")
+            p.add_argument("--road-id", type=int, default=3, help="road class (CamVid: 3)")
+            p.add_argument("--ignore-id", type=int, default=11, help="not-evaluated class (-1: none)")
+
     command("model-path", _cmd_model_path, "print the path of the shipped default model")
 
     p = command("build-engine", _cmd_build_engine, "build a TensorRT engine (plan + JSON sidecar) from an ONNX model")
@@ -198,6 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=Path, nargs="+",
                    help="frames or folders to compare on (default: bundled samples)")
     p.add_argument("--target", action="append", help="TensorRT release(s) to check against (default: all listed)")
+
+    p = command("demo", _cmd_demo, "play image files as a camera through the ROS 2 node (real rclpy, headless)")
+    p.add_argument("--images", type=Path, default=None, help="folder of PNG/JPG (default: the bundled samples)")
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for the overlays")
+    p.add_argument("--rate", type=float, default=2.0, help="frames per second the folder is published at")
+    p.add_argument("--frames", type=int, default=10, help="stop after this many segmented frames")
+    p.add_argument("--seconds", type=float, default=120.0, help="stop after this long at the latest")
+    _add_model_args(p)
     return parser
 
 

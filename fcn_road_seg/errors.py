@@ -8,6 +8,7 @@ __all__ = [
     "BackendUnavailableError",
     "DatasetError",
     "EngineMismatchError",
+    "BagError",
 ]
 
 
@@ -37,3 +38,7 @@ class DatasetError(FcnRoadSegError):
 
 class EngineMismatchError(ModelError):
     """A TensorRT plan was built for another TensorRT version or GPU than the one running it."""
+
+
+class BagError(DatasetError):
+    """A rosbag2 bag is missing, unreadable, of an unknown storage or lacks a needed topic."""

@@ -1,0 +1,255 @@
+"""Offline evaluation over a KITTI road folder, a class-index folder or a rosbag2 bag, then the report.
+
+Every frame goes through the same ``RoadSegmenter`` as the node and the same ``metrics.RoadMetrics``.
+Bags: images from ``image_topic``; ground truth either from ``gt_topic`` (mono8 255/0/other=ignore, or
+KITTI colour-coded rgb8/bgr8), matched to images by header stamp, or from ``gt_dir`` files, matched by the
+frame names the bag carries (bags written by ``fcn-road-seg bag``) or else by order.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .bag import (BagOut, bag_frame_names, find_connection, message_to_bgr, open_bag, stamp_ns, typestore)
+from .errors import BagError, DatasetError, InputImageError
+from .evaluation import Evaluation
+from .images import IMAGE_SUFFIXES
+from .groundtruth import (FolderSource, LabelledFrame, category_of, decode_class_index,
+                          decode_kitti_gt, decode_mono8_gt)
+from .report import write_report
+
+__all__ = ["EvalConfig", "BagSource", "decode_gt_message", "run_evaluation", "MASK_TOPIC", "OVERLAY_TOPIC",
+           "PROBABILITY_TOPIC"]
+
+log = logging.getLogger(__name__)
+MASK_TOPIC = "/road_segmentation/mask"
+OVERLAY_TOPIC = "/road_segmentation/overlay"
+PROBABILITY_TOPIC = "/road_segmentation/probability"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate and where the report goes."""
+
+    source: Path
+    out: Path
+    layout: str = "auto"  # auto | kitti | class-index | bag
+    split: str | None = None
+    road_id: int = 3
+    ignore_id: int | None = 11
+    image_topic: str | None = None
+    gt_topic: str | None = None
+    gt_dir: Path | None = None
+    gt_format: str = "auto"  # auto | kitti | class-index | mono8 (files in gt_dir)
+    limit: int | None = None
+    keep: int = 3
+    write_bag: Path | None = None
+    write_bag_storage: str = "sqlite3"
+    overlay_alpha: float = 0.5
+
+
+def decode_gt_message(msg) -> tuple[np.ndarray, np.ndarray]:
+    """GT Image message -> (road, valid): mono8 (255/0/other=ignore) or KITTI colour (rgb8/bgr8)."""
+    from rosbags.image import ImageError, message_to_cvimage
+
+    if msg.encoding not in ("mono8", "rgb8", "bgr8"):
+        raise InputImageError(f"GT encoding {msg.encoding!r} unsupported; use mono8 (255 road, 0 not) or KITTI rgb8")
+    try:
+        if msg.encoding == "mono8":
+            return decode_mono8_gt(message_to_cvimage(msg, "mono8"))
+        return decode_kitti_gt(message_to_cvimage(msg, "bgr8"))
+    except (ImageError, ValueError, TypeError) as err:  # TypeError: data shorter than h*step
+        raise InputImageError(f"cannot decode GT message ({err})") from err
+
+
+def _decode_gt_file(path: Path, fmt: str, road_id: int, ignore_id: int | None) -> tuple[np.ndarray, np.ndarray]:
+    labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if labels is None:
+        raise InputImageError(f"cannot read GT file {path}: missing or corrupt")
+    if fmt == "auto":
+        fmt = "kitti" if labels.ndim == 3 else "class-index"
+    if fmt == "kitti":
+        return decode_kitti_gt(labels[..., :3] if labels.ndim == 3 else labels)
+    if fmt == "mono8":
+        return decode_mono8_gt(labels)
+    return decode_class_index(labels, road_id, ignore_id)
+
+
+class BagSource:
+    """Labelled frames from a bag; stamp matching keeps at most ``max_pending`` unmatched messages per topic."""
+
+    def __init__(self, config: EvalConfig, max_pending: int = 64) -> None:
+        if not config.image_topic:
+            raise BagError("evaluating a bag needs --image-topic (and --gt-topic or --gt-dir)")
+        if (config.gt_topic is None) == (config.gt_dir is None):
+            raise BagError("evaluating a bag needs exactly one of --gt-topic (GT in the bag) or --gt-dir (GT files)")
+        self.config = config
+        self.max_pending = max_pending
+        self.reader = open_bag(config.source)
+        self.image_conn = find_connection(self.reader, config.image_topic)
+        self.gt_conn = find_connection(self.reader, config.gt_topic) if config.gt_topic else None
+        self.names = bag_frame_names(config.source)
+        self.unmatched_images = 0
+        self.unmatched_gt = 0
+        self.gt_files: list[Path] = []
+        if config.gt_dir is not None:
+            if not Path(config.gt_dir).is_dir():
+                raise DatasetError(f"--gt-dir {config.gt_dir} is not a folder")
+            self.gt_files = sorted(p for p in Path(config.gt_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not self.gt_files:
+                raise DatasetError(f"no GT images in --gt-dir {config.gt_dir}")
+
+    def __len__(self) -> int:
+        return self.reader.topics[self.config.image_topic].msgcount
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def _frame(self, name: str, stamp: int, image_msg, gt) -> LabelledFrame:
+        frame = LabelledFrame(name, category_of(name), stamp_ns=stamp, frame_id=image_msg.header.frame_id)
+        try:
+            frame.image = message_to_bgr(image_msg)
+            frame.road, frame.valid = gt() if callable(gt) else decode_gt_message(gt)
+            if frame.road.shape != frame.image.shape[:2]:
+                raise InputImageError(f"GT is {frame.road.shape[::-1]}, image {frame.image.shape[1::-1]}")
+        except InputImageError as err:
+            frame.error = str(err)
+        return frame
+
+    def __iter__(self) -> Iterator[LabelledFrame]:
+        conns = [self.image_conn] + ([self.gt_conn] if self.gt_conn is not None else [])
+        images: OrderedDict[int, object] = OrderedDict()
+        gts: OrderedDict[int, object] = OrderedDict()
+        by_name = {p.stem: p for p in self.gt_files}
+        order = matched = 0
+        ts = typestore()
+        for conn, time_ns, raw in self.reader.messages(connections=conns):
+            try:
+                msg = ts.deserialize_cdr(raw, conn.msgtype)
+                stamp = stamp_ns(msg)
+            except Exception as err:  # rosbags raises plain exceptions on truncated CDR
+                yield LabelledFrame(f"{conn.topic}@{time_ns}", "all", error=f"undecodable message ({err!r})")
+                continue
+            name = self.names.get(stamp, f"{stamp}")
+            if self.gt_conn is None:  # GT from files
+                path = self._gt_path(name, order, by_name)
+                order += 1
+                if path is None:
+                    self.unmatched_images += 1
+                    continue
+                matched += 1
+                cfg = self.config
+                yield self._frame(name, stamp, msg,
+                                  lambda p=path: _decode_gt_file(p, cfg.gt_format, cfg.road_id, cfg.ignore_id))
+                continue
+            mine, other = (images, gts) if conn is self.image_conn else (gts, images)
+            if stamp in other:
+                partner = other.pop(stamp)
+                image_msg, gt_msg = (msg, partner) if conn is self.image_conn else (partner, msg)
+                yield self._frame(name, stamp, image_msg, gt_msg)
+                continue
+            mine[stamp] = msg
+            if len(mine) > self.max_pending:
+                mine.popitem(last=False)
+                self._count_unmatched(mine is images, 1)
+        self._count_unmatched(True, len(images))
+        self._count_unmatched(False, len(gts))
+        if self.gt_conn is None:
+            self.unmatched_gt += len(self.gt_files) - matched
+
+    def _gt_path(self, name: str, order: int, by_name: dict[str, Path]) -> Path | None:
+        if self.names:
+            category, _, index = name.partition("_")
+            for stem in (name, f"{category}_road_{index}"):
+                if stem in by_name:
+                    return by_name[stem]
+            return None
+        return self.gt_files[order] if order < len(self.gt_files) else None
+
+    def _count_unmatched(self, image: bool, n: int) -> None:
+        if image:
+            self.unmatched_images += n
+        else:
+            self.unmatched_gt += n
+
+
+def _open_source(config: EvalConfig):
+    layout = config.layout
+    if not Path(config.source).exists():
+        raise DatasetError(f"{config.source} not found; give a KITTI/class-index folder or a rosbag2 bag")
+    if layout == "auto":
+        src = Path(config.source)
+        if src.is_file() or (src / "metadata.yaml").is_file() or any(src.glob("*.mcap")) or any(src.glob("*.db3")):
+            layout = "bag"
+        elif (src / "images").is_dir() and (src / "labels").is_dir():
+            layout = "class-index"
+        else:
+            layout = "kitti"
+    if layout == "bag":
+        return BagSource(config)
+    if config.image_topic or config.gt_topic or config.gt_dir:
+        raise DatasetError(f"--image-topic/--gt-topic/--gt-dir apply to bags; {config.source} is a {layout} folder")
+    return FolderSource(Path(config.source), layout, config.split, config.road_id, config.ignore_id)
+
+
+def run_evaluation(config: EvalConfig, segmenter) -> dict:
+    """Evaluate ``segmenter`` (a RoadSegmenter) on the configured source; writes and returns the report."""
+    source = _open_source(config)
+    ev = Evaluation(threshold=segmenter.threshold, keep=config.keep)
+    total = min(len(source), config.limit) if config.limit else len(source)
+    image_topic = config.image_topic or "/camera/image_raw"
+    with contextlib.ExitStack() as stack:
+        if isinstance(source, BagSource):
+            stack.callback(source.close)
+        out_bag = stack.enter_context(BagOut(config.write_bag, config.write_bag_storage)) if config.write_bag else None
+        alpha = config.overlay_alpha if out_bag is not None else None
+        start = time.perf_counter()
+        for count, frame in enumerate(tqdm(source, total=total, desc="evaluate", unit="frame", disable=None)):
+            if config.limit and count >= config.limit:
+                break
+            if frame.error:
+                log.warning("skipped %s: %s", frame.name, frame.error)
+                ev.skip(frame.name, frame.error)
+                continue
+            try:
+                result = segmenter.segment(frame.image, color_order="bgr", overlay_alpha=alpha)
+            except InputImageError as err:
+                log.warning("skipped %s: %s", frame.name, err)
+                ev.skip(frame.name, str(err))
+                continue
+            timings = dict(result.timings_ms)
+            timings["total"] = sum(timings.values())
+            ev.add(frame.name, frame.category, result.probability, frame.road, frame.valid, frame.image, timings)
+            if out_bag is not None:
+                _write_frame(out_bag, image_topic, frame, result, count)
+        ev.wall_s = time.perf_counter() - start
+    if isinstance(source, BagSource):
+        ev.unmatched_images, ev.unmatched_gt = source.unmatched_images, source.unmatched_gt
+    if ev.unmatched_images or ev.unmatched_gt:
+        log.warning("%d images and %d GT frames had no match", ev.unmatched_images, ev.unmatched_gt)
+    src = {"kind": "bag" if isinstance(source, BagSource) else source.layout, "path": str(config.source),
+           "image_topic": config.image_topic, "gt_topic": config.gt_topic,
+           "gt_dir": str(config.gt_dir) if config.gt_dir else None, "split": config.split,
+           "write_bag": str(config.write_bag) if config.write_bag else None}
+    backend = {"name": segmenter.backend.name, "device": segmenter.backend.device}
+    return write_report(ev, config.out, source=src, contract=segmenter.contract, backend=backend)
+
+
+def _write_frame(bag: BagOut, image_topic: str, frame: LabelledFrame, result, index: int) -> None:
+    from .metrics import quantize_probability
+
+    stamp = frame.stamp_ns if frame.stamp_ns is not None else 1_700_000_000_000_000_000 + index * 100_000_000
+    fid = frame.frame_id
+    bag.write_image(image_topic, frame.image, "bgr8", stamp, fid)
+    bag.write_image(MASK_TOPIC, result.mask, "mono8", stamp, fid)
+    bag.write_image(OVERLAY_TOPIC, result.overlay, "bgr8", stamp, fid)
+    bag.write_image(PROBABILITY_TOPIC, quantize_probability(result.probability), "mono8", stamp, fid)

@@ -1,0 +1,184 @@
+"""Ground truth for evaluation: decoding road/valid maps and walking labelled folders frame by frame.
+
+Three ground-truth encodings are understood, each decoded to ``road`` and ``valid`` boolean maps:
+
+* KITTI road colour code (``gt_image_2/*_road_*.png``): road where blue > 0 (magenta), evaluated where
+  red > 0; black is not evaluated (as the KITTI devkit reads it).
+* class-index labels (CamVid layout): road where ``label == road_id``, not evaluated where ``label == ignore_id``.
+* mono8 masks (our bags' GT topic): 255 road, 0 non-road, any other value (we write 128) not evaluated.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import DatasetError, InputImageError
+from .images import IMAGE_SUFFIXES, read_bgr
+
+__all__ = [
+    "GT_IGNORE_VALUE",
+    "LabelledFrame",
+    "FolderSource",
+    "decode_kitti_gt",
+    "decode_class_index",
+    "decode_mono8_gt",
+    "encode_mono8_gt",
+    "kitti_pairs",
+    "kitti_calib_path",
+    "category_of",
+    "class_index_pairs",
+]
+
+GT_IGNORE_VALUE = 128  # mono8 GT value for "not evaluated"
+KITTI_CATEGORIES = ("um", "umm", "uu")
+
+
+def category_of(name: str) -> str:
+    """KITTI road category of a frame name (``um_000012`` -> ``um``), ``all`` for other names."""
+    prefix = name.partition("_")[0]
+    return prefix if prefix in KITTI_CATEGORIES else "all"
+
+
+@dataclass
+class LabelledFrame:
+    """One frame to evaluate: BGR image and its ground truth, or the error that made it unusable."""
+
+    name: str
+    category: str
+    image: np.ndarray | None = None
+    road: np.ndarray | None = None
+    valid: np.ndarray | None = None
+    stamp_ns: int | None = None
+    frame_id: str = "camera"
+    error: str | None = None
+
+
+def decode_kitti_gt(gt_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """KITTI colour-coded GT (HxWx3 BGR) -> (road, valid)."""
+    if gt_bgr.ndim != 3 or gt_bgr.shape[2] != 3:
+        raise InputImageError(f"KITTI ground truth must be a colour image, got shape {gt_bgr.shape}")
+    return gt_bgr[..., 0] > 0, gt_bgr[..., 2] > 0
+
+
+def decode_class_index(labels: np.ndarray, road_id: int, ignore_id: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Class-index labels (HxW integers) -> (road, valid)."""
+    if labels.ndim != 2:
+        raise InputImageError(f"class-index labels must be single-channel, got shape {labels.shape}")
+    valid = np.ones(labels.shape, bool) if ignore_id is None else labels != ignore_id
+    return labels == road_id, valid
+
+
+def decode_mono8_gt(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """mono8 GT (255 road, 0 non-road, other values not evaluated) -> (road, valid)."""
+    road = mask == 255
+    return road, road | (mask == 0)
+
+
+def encode_mono8_gt(road: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(road, valid) -> mono8 GT as written to bags; the inverse of ``decode_mono8_gt``."""
+    out = np.full(road.shape, GT_IGNORE_VALUE, np.uint8)
+    out[valid & road] = 255
+    out[valid & ~road] = 0
+    return out
+
+
+def _training_dir(root: Path) -> Path:
+    for candidate in (root, root / "training", root / "data_road" / "training"):
+        if (candidate / "image_2").is_dir():
+            return candidate
+    raise DatasetError(
+        f"{root} is not a KITTI road folder: expected image_2/ and gt_image_2/ in it or in {root}/training "
+        "(the layout of the official data_road download)"
+    )
+
+
+def kitti_pairs(root: str | Path) -> list[tuple[Path, Path]]:
+    """(image, road GT) pairs of a KITTI ``data_road/training`` folder, sorted; images without GT raise."""
+    train = _training_dir(Path(root))
+    images = sorted(p for p in (train / "image_2").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise DatasetError(f"no images in {train / 'image_2'}")
+    pairs, missing = [], []
+    for image in images:
+        category, _, index = image.stem.partition("_")
+        gt = train / "gt_image_2" / f"{category}_road_{index}{image.suffix}"
+        (pairs.append((image, gt)) if gt.is_file() else missing.append(image.name))
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} of {len(images)} images in {train / 'image_2'} have no road GT in gt_image_2/ "
+            f"(e.g. {missing[0]}); KITTI testing/ has no GT, evaluate the training/ folder"
+        )
+    return pairs
+
+
+def kitti_calib_path(image: Path) -> Path | None:
+    """The calib/ file of a KITTI image, when present."""
+    calib = image.parent.parent / "calib" / f"{image.stem}.txt"
+    return calib if calib.is_file() else None
+
+
+def class_index_pairs(root: str | Path, split: str | None = None) -> list[tuple[Path, Path]]:
+    """(image, label) pairs of a class-index folder (``images/`` + ``labels/``), optionally from a split list."""
+    root = Path(root)
+    images_dir, labels_dir = root / "images", root / "labels"
+    if not images_dir.is_dir() or not labels_dir.is_dir():
+        raise DatasetError(f"{root} is not a class-index folder: expected images/ and labels/ (CamVid layout)")
+    if split is not None:
+        split_file = Path(split) if Path(split).is_file() else root / split
+        if not split_file.is_file():
+            raise DatasetError(f"split list {split} not found (looked in {root} too); give e.g. --split test.txt")
+        names = [Path(line).name for line in split_file.read_text().split()]
+    else:
+        names = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not names:
+        raise DatasetError(f"no images listed in {split or images_dir}")
+    missing = [n for n in names if not (labels_dir / n).is_file()]
+    if missing:
+        raise DatasetError(f"{len(missing)} of {len(names)} images have no label in {labels_dir} (e.g. {missing[0]})")
+    return [(images_dir / n, labels_dir / n) for n in names]
+
+
+@dataclass
+class FolderSource:
+    """Labelled frames from a KITTI road folder or a class-index folder, read lazily one at a time."""
+
+    root: Path
+    layout: str = "kitti"  # "kitti" or "class-index"
+    split: str | None = None
+    road_id: int = 3
+    ignore_id: int | None = 11
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("kitti", "class-index"):
+            raise ValueError(f"layout must be 'kitti' or 'class-index', got {self.layout!r}")
+        self.pairs = kitti_pairs(self.root) if self.layout == "kitti" else class_index_pairs(self.root, self.split)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __iter__(self) -> Iterator[LabelledFrame]:
+        for image_path, gt_path in self.pairs:
+            name = image_path.stem
+            category = category_of(name)
+            try:
+                image = read_bgr(image_path)
+                road, valid = self.read_gt(gt_path)
+                if road.shape != image.shape[:2]:
+                    raise InputImageError(f"GT {gt_path.name} is {road.shape[::-1]}, image {image.shape[1::-1]}")
+            except InputImageError as err:
+                yield LabelledFrame(name, category, error=str(err))
+                continue
+            yield LabelledFrame(name, category, image, road, valid)
+
+    def read_gt(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """Decode one GT file of this layout."""
+        if self.layout == "kitti":
+            return decode_kitti_gt(read_bgr(path))
+        labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if labels is None:
+            raise InputImageError(f"cannot read label image {path}: missing or corrupt")
+        return decode_class_index(labels, self.road_id, self.ignore_id)
