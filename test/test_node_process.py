@@ -49,6 +49,7 @@ def test_sigint_shuts_down_cleanly(tiny_onnx):
         if "segmenting /fcn_test/sigint" in line or not line:
             break
     assert any("segmenting /fcn_test/sigint" in line for line in lines), "".join(lines)
+    time.sleep(0.5)  # let it reach rclpy.spin, as a user's Ctrl-C would
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, "".join(lines) + out
