@@ -97,3 +97,14 @@ def test_mask_follows_a_threshold_inside_the_probability_range(tiny_onnx, kitti_
     result = seg.segment(frame)
     np.testing.assert_array_equal(result.mask == 255, result.probability >= np.float32(seg.threshold))
     assert 0.3 < (result.mask == 255).mean() < 0.7
+
+
+def test_onnxruntime_threads_do_not_spin_unless_asked(tiny_onnx):
+    from fcn_road_seg.backends.onnxruntime import OnnxRuntimeBackend
+
+    for spin, expected in ((False, "0"), (True, "1")):
+        backend = OnnxRuntimeBackend(tiny_onnx, device="cpu", threads=1, spin_wait=spin)
+        options = backend.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected
+        assert options.intra_op_num_threads == 1
+        backend.close()
