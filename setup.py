@@ -63,6 +63,8 @@ setup(
     entry_points={
         "console_scripts": [
             "fcn-road-seg = fcn_road_seg.cli:main",
+            "road_seg_node = fcn_road_seg.node:main",
+            "image_folder_publisher = fcn_road_seg.image_folder_publisher:main",
         ],
     },
 )

@@ -121,6 +121,17 @@ def _cmd_model_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoConfig, run_demo
+
+    report = run_demo(DemoConfig(out=args.out, images=args.images, model=args.model, backend=args.backend,
+                                 threshold=args.threshold or 0.0, rate_hz=args.rate, frames=args.frames,
+                                 seconds=args.seconds))
+    print(report.summary())
+    print(f"overlays -> {args.out}")
+    return 0 if report.segmented else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fcn-road-seg", description="FCN road segmentation tools")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -152,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_arch_args(p)
 
     command("model-path", _cmd_model_path, "print the path of the shipped default model")
+
+    p = command("demo", _cmd_demo, "play image files as a camera through the ROS 2 node (real rclpy, headless)")
+    p.add_argument("--images", type=Path, default=None, help="folder of PNG/JPG (default: the bundled samples)")
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for the overlays")
+    p.add_argument("--rate", type=float, default=2.0, help="frames per second the folder is published at")
+    p.add_argument("--frames", type=int, default=10, help="stop after this many segmented frames")
+    p.add_argument("--seconds", type=float, default=120.0, help="stop after this long at the latest")
+    _add_model_args(p)
     return parser
 
 

@@ -24,7 +24,7 @@ def _candidates() -> list[Path]:
 
         try:
             found.append(Path(get_package_share_directory(PACKAGE)))
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (no ROS sourced)
             pass
     except ImportError:
         pass

@@ -1,0 +1,120 @@
+"""ROS 2 node ``image_folder_publisher``: publish a folder of PNG/JPG frames as a camera, looping.
+
+A demo or a test needs no camera: ``ros2 run fcn_road_seg image_folder_publisher --ros-args
+-p folder:=samples -p rate_hz:=5.0``. Frames go out as bgr8 sensor_msgs/Image stamped now, with the
+``frame_id`` parameter, on ``image_topic`` with reliable QoS (REP-2003: compatible with best-effort and
+reliable subscribers).
+"""
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from .errors import FcnRoadSegError
+from .images import list_images, read_bgr
+from .ros_image import array_to_image
+
+__all__ = ["ImageFolderPublisher", "main"]
+
+NODE_NAME = "image_folder_publisher"
+MAX_CACHED_FRAMES = 64  # folders up to this size are decoded once; larger ones frame by frame
+STAMP_HISTORY = 1000
+
+
+def _read_only(description: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=description, read_only=True)
+
+
+class ImageFolderPublisher(Node):
+    """Publish the images of ``folder`` (sorted by name) at ``rate_hz``."""
+
+    def __init__(self, **node_kwargs) -> None:
+        """``node_kwargs`` go to rclpy's Node (``namespace``, ``context``, ``parameter_overrides``, ...)."""
+        super().__init__(NODE_NAME, **node_kwargs)
+        folder = self.declare_parameter("folder", "", _read_only("folder of PNG/JPG frames")).value
+        rate = ParameterDescriptor(description="frames per second", read_only=True,
+                                   floating_point_range=[FloatingPointRange(from_value=0.1, to_value=1000.0)])
+        self.rate_hz = self.declare_parameter("rate_hz", 10.0, rate).value
+        self.loop = self.declare_parameter("loop", True, _read_only("start again after the last frame")).value
+        self.frame_id = self.declare_parameter("frame_id", "camera", _read_only("header.frame_id")).value
+        topic = self.declare_parameter("image_topic", "/camera/image_raw", _read_only("output topic")).value
+        try:
+            if not folder:
+                raise FcnRoadSegError("parameter 'folder' is empty; set it to a folder of PNG/JPG images")
+            self.paths = list_images([Path(folder).expanduser()])
+        except Exception:
+            self.destroy_node()
+            raise
+        self._cache: dict[Path, Image] = {}
+        self._next = 0
+        self.published = 0
+        self._sources: OrderedDict[tuple[int, int], Path] = OrderedDict()
+        self.publisher = self.create_publisher(Image, topic, 10)
+        self.timer = self.create_timer(1.0 / self.rate_hz, self._tick)
+        self.get_logger().info(f"publishing {len(self.paths)} images from {folder} on {self.publisher.topic_name} "
+                               f"at {self.rate_hz:g} Hz{' (looping)' if self.loop else ''}")
+
+    def _frame(self, path: Path) -> Image:
+        msg = self._cache.get(path)
+        if msg is None:
+            msg = array_to_image(read_bgr(path), "bgr8", Header(frame_id=self.frame_id))
+            if len(self.paths) <= MAX_CACHED_FRAMES:
+                self._cache[path] = msg
+        return msg
+
+    def _tick(self) -> None:
+        if self._next >= len(self.paths):
+            if not self.loop:
+                self.timer.cancel()
+                self.get_logger().info(f"published all {len(self.paths)} images; not looping")
+                return
+            self._next = 0
+        path = self.paths[self._next]
+        self._next += 1
+        try:
+            msg = self._frame(path)
+        except FcnRoadSegError as err:
+            self.get_logger().error(f"skipping {path}: {err}")
+            return
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.publisher.publish(msg)
+        self.published += 1
+        self._sources[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = path
+        if len(self._sources) > STAMP_HISTORY:
+            self._sources.popitem(last=False)
+
+    def source_of(self, header: Header) -> Path | None:
+        """The file a recently published frame came from, by its header stamp."""
+        return self._sources.get((header.stamp.sec, header.stamp.nanosec))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``image_folder_publisher``; returns the exit status."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ImageFolderPublisher()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except FcnRoadSegError as err:
+        get_logger(NODE_NAME).fatal(str(err))
+        return 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

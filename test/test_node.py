@@ -1,0 +1,277 @@
+"""The road_segmentation node with real rclpy (localhost DDS, the test's ROS_DOMAIN_ID) and a compact
+random FCN-8s: headers, encodings, compressed input, bad frames, bursts, live parameters, shutdown."""
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy is not installed (pip install '.[ros]' or source a ROS 2 install)")
+
+import yaml  # noqa: E402  (PyYAML comes with rclpy)
+from rclpy.parameter import Parameter  # noqa: E402
+
+from fcn_road_seg.metrics import quantize_probability  # noqa: E402
+from fcn_road_seg.node import DEFAULTS, LIVE, NODE_NAME, RoadSegmentationNode  # noqa: E402
+from fcn_road_seg.pipeline import RoadSegmenter  # noqa: E402
+from fcn_road_seg.ros_image import image_to_bgr  # noqa: E402
+
+from ros_frames import ENCODINGS, compressed_msg, image_msg  # noqa: E402
+from ros_harness import RAW_TOPIC, RosHarness, status_values, wait_until  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+MASK, OVERLAY, PROBABILITY = (f"/{NODE_NAME}/{t}" for t in ("mask", "overlay", "probability"))
+# The random test model's road probability spans about 0.50-0.66 on these frames: a threshold inside
+# that span gives masks with both road and background.
+THRESHOLD = 0.57
+
+
+@pytest.fixture(scope="module")
+def harness():
+    h = RosHarness()
+    yield h
+    h.close()
+
+
+@pytest.fixture(scope="module")
+def road(harness, tiny_onnx):
+    node = harness.add(RoadSegmentationNode(context=harness.context, parameter_overrides=[
+        Parameter("model", value=str(tiny_onnx)), Parameter("image_topic", value=RAW_TOPIC),
+        Parameter("threshold", value=THRESHOLD)]))
+    probe = harness.probe
+    for topic in (MASK, OVERLAY, PROBABILITY):
+        probe.listen(topic)
+    wait_until(lambda: probe.raw_pub.get_subscription_count() >= 1 and node.mask_pub.get_subscription_count() >= 1
+               and node.overlay_pub.get_subscription_count() >= 1
+               and node.probability_pub.get_subscription_count() >= 1, what="discovery")
+    yield node
+    harness.remove(node)
+
+
+@pytest.fixture(scope="module")
+def offline(tiny_onnx):
+    with RoadSegmenter(tiny_onnx, backend="onnxruntime", threshold=THRESHOLD) as seg:
+        yield seg
+
+
+@pytest.fixture(scope="module")
+def kitti_frame(kitti_images):
+    return cv2.imread(str(kitti_images[0]))
+
+
+@pytest.fixture(scope="module")
+def camvid_frame(camvid_images):
+    return cv2.imread(str(camvid_images[0]))
+
+
+def roundtrip(harness, msg, topics=(MASK,), publisher=None):
+    msg.header = harness.probe.header()
+    (publisher or harness.probe.raw_pub).publish(msg)
+    return [harness.probe.wait_for(t, msg.header) for t in topics]
+
+
+def pixels(msg, channels=1):
+    shape = (msg.height, msg.width) if channels == 1 else (msg.height, msg.width, channels)
+    return np.frombuffer(msg.data, np.uint8).reshape(shape)
+
+
+def assert_same_mask(got, expected, what):
+    # Same model, same frame: the node and an offline RoadSegmenter agree pixel for pixel, up to the
+    # handful of pixels whose probability sits on the threshold (ONNX Runtime sessions may reduce in a
+    # different order).
+    agree = (got == expected).mean()
+    assert agree > 0.999, f"{what}: node mask agrees with the offline pipeline on only {agree:.2%} of pixels"
+
+
+def test_outputs_keep_the_input_header_and_match_the_offline_pipeline(harness, road, offline, kitti_frame):
+    msg = image_msg(kitti_frame, "bgr8")
+    mask, overlay, probability = roundtrip(harness, msg, (MASK, OVERLAY, PROBABILITY))
+    for out, encoding in ((mask, "mono8"), (overlay, "bgr8"), (probability, "mono8")):
+        assert out.header == msg.header  # stamp and frame_id unchanged
+        assert (out.width, out.height, out.encoding) == (1242, 375, encoding)
+        assert out.step == out.width * (3 if encoding == "bgr8" else 1)
+    expected = offline.segment(kitti_frame, color_order="bgr", overlay_alpha=DEFAULTS["overlay_alpha"])
+    got_mask = pixels(mask)
+    assert set(np.unique(got_mask)) == {0, 255}  # the random model marks some pixels, not all
+    assert_same_mask(got_mask, expected.mask, "bgr8")
+    q = pixels(probability).astype(int)
+    assert np.abs(q - quantize_probability(expected.probability)).max() <= 1
+    assert ((q / 255 >= THRESHOLD) == (got_mask == 255)).mean() > 0.99  # mask = probability >= threshold
+    off = got_mask == 0
+    np.testing.assert_array_equal(pixels(overlay, 3)[off], kitti_frame[off])  # tint only on road
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_every_encoding(harness, road, offline, camvid_frame, encoding):
+    msg = image_msg(camvid_frame, encoding)
+    (mask,) = roundtrip(harness, msg)
+    assert mask.header == msg.header and (mask.width, mask.height) == (480, 360)
+    assert_same_mask(pixels(mask), offline.segment(image_to_bgr(msg)).mask, encoding)
+
+
+def test_resolution_changes_mid_stream(harness, road, kitti_frame, camvid_frame):
+    for frame in (kitti_frame, camvid_frame, cv2.resize(kitti_frame, (621, 188)), kitti_frame):
+        (mask,) = roundtrip(harness, image_msg(frame, "rgb8"))
+        assert (mask.height, mask.width) == frame.shape[:2]
+
+
+def test_bad_frames_are_counted_and_the_node_keeps_answering(harness, road, camvid_frame, capfd):
+    before = road.stats()["bad_frames"]
+    probe = harness.probe
+    bad = [image_msg(camvid_frame, "rgb8"), image_msg(camvid_frame, "rgb8"), image_msg(camvid_frame[:20, :20], "bgr8")]
+    bad[0].encoding = "mono16"  # unsupported
+    bad[1].height = 200  # data does not match the size
+    for msg in bad:
+        msg.header = probe.header()
+        probe.raw_pub.publish(msg)
+        time.sleep(0.1)  # one at a time: newer frames would replace them before the worker looks
+    (mask,) = roundtrip(harness, image_msg(camvid_frame, "bgr8"))
+    assert (mask.width, mask.height) == (480, 360)
+    for msg in bad:
+        assert msg.header.stamp.sec not in {k[0] for k in probe.images[MASK]}  # no output for bad frames
+    assert road.stats()["bad_frames"] == before + 3
+    status = probe.latest_status(NODE_NAME, lambda s: int(status_values(s)["bad_frames"]) >= before + 3)
+    values = status_values(status)
+    assert status.level == status.WARN and "bad frames" in status.message
+    assert values["backend"] == "onnxruntime" and values["model"].endswith("tiny.onnx")
+    for key in ("rate_hz", "latency_p50_ms", "latency_p95_ms", "dropped", "received", "processed", "device"):
+        assert key in values
+    assert float(values["latency_p95_ms"]) >= float(values["latency_p50_ms"]) > 0
+    # the (throttled) error names the encoding and the topic
+    assert f"bad frame on {RAW_TOPIC} (Image 'mono16' 480x360)" in capfd.readouterr().err
+
+
+def test_burst_is_absorbed_without_backlog(harness, road, camvid_frame):
+    """100 Hz into a node capped at 20 Hz (a model that slow): drops counted, newest frame wins."""
+    probe = harness.probe
+    results = probe.set_parameters(NODE_NAME, max_rate_hz=20.0)
+    assert results[0].successful
+    roundtrip(harness, image_msg(camvid_frame, "bgr8"))  # settle
+    time.sleep(0.1)
+    start = road.stats()
+    frame = image_msg(camvid_frame, "bgr8")
+    headers = []
+    t0 = time.monotonic()
+    for i in range(100):
+        frame.header = probe.header()
+        headers.append(frame.header)
+        probe.raw_pub.publish(frame)
+        time.sleep(max(0.0, t0 + (i + 1) * 0.01 - time.monotonic()))
+    burst_s = time.monotonic() - t0
+    last = probe.wait_for(MASK, headers[-1], timeout=2.0)  # the newest frame comes out
+    assert last.header == headers[-1]
+    time.sleep(0.3)
+    end = road.stats()
+    received = end["received"] - start["received"]
+    processed = end["processed"] - start["processed"]
+    dropped = end["dropped"] - start["dropped"]
+    # The subscription keeps depth 1 (newest wins already in DDS), so frames arriving faster than the
+    # executor takes them are replaced there; the callback itself must keep taking them at a high rate.
+    assert received >= 50, f"the executor took only {received}/100 frames: is the callback blocking?"
+    assert processed + dropped == received  # every frame is either segmented or counted as dropped
+    assert dropped >= received - (burst_s + 0.2) * 20 - 2
+    assert processed <= (burst_s + 0.2) * 20 + 2
+    burst = {(h.stamp.sec, h.stamp.nanosec, h.frame_id) for h in headers}
+    arrived = [key for _, key in probe.arrivals[MASK] if key in burst]
+    assert arrived[-1][0] == headers[-1].stamp.sec  # nothing older trails in after the newest
+    assert probe.set_parameters(NODE_NAME, max_rate_hz=0.0)[0].successful
+
+
+def test_live_parameters_are_validated_and_applied(harness, road, offline, kitti_frame):
+    probe = harness.probe
+    accepted = probe.set_parameters(NODE_NAME, threshold=0.6, overlay_alpha=1.0)
+    assert all(r.successful for r in accepted)
+    mask, overlay = roundtrip(harness, image_msg(kitti_frame, "bgr8"), (MASK, OVERLAY))
+    expected = offline.segment(kitti_frame)
+    assert_same_mask(pixels(mask), np.where(expected.probability >= 0.6, 255, 0), "threshold 0.6")
+    on = pixels(mask) == 255
+    assert 0 < on.mean() < 0.5 and (pixels(overlay, 3)[on] == (0, 255, 0)).all()  # alpha 1: pure tint
+
+    rejected = {
+        "threshold": (1.0, "below 1"),
+        "overlay_alpha": (1.5, "out of range"),
+        "max_rate_hz": (float("nan"), "out of range"),
+        "publish_overlay": ("yes", "type"),
+        "model": ("/other.onnx", "read-only"),
+        "backend": ("tensorrt", "read-only"),
+    }
+    for name, (value, reason) in rejected.items():
+        (result,) = probe.set_parameters(NODE_NAME, **{name: value})
+        assert not result.successful and reason in result.reason, (name, result.reason)
+    assert road.get_parameter("threshold").value == 0.6
+
+    assert all(r.successful for r in probe.set_parameters(NODE_NAME, publish_overlay=False, threshold=0.0,
+                                                          overlay_alpha=0.5))
+    msg = image_msg(kitti_frame, "bgr8")
+    (mask,) = roundtrip(harness, msg)
+    default = offline.contract.default_threshold  # 0 selects the model's own threshold (0.5 here)
+    assert_same_mask(pixels(mask), np.where(expected.probability >= default, 255, 0), "threshold 0")
+    time.sleep(0.3)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) not in probe.images[OVERLAY]
+    assert all(r.successful for r in probe.set_parameters(NODE_NAME, publish_overlay=True, threshold=THRESHOLD))
+
+
+def test_compressed_transport(harness, tiny_onnx, offline, kitti_frame):
+    node = harness.add(RoadSegmentationNode(context=harness.context, namespace="compressed", parameter_overrides=[
+        Parameter("model", value=str(tiny_onnx)), Parameter("image_topic", value=RAW_TOPIC),
+        Parameter("threshold", value=THRESHOLD),
+        Parameter("input_transport", value="compressed"), Parameter("input_qos", value="reliable")]))
+    probe = harness.probe
+    try:
+        assert node.input_topic == RAW_TOPIC + "/compressed"
+        topic = "/compressed" + MASK
+        probe.listen(topic)
+        wait_until(lambda: probe.compressed_pub.get_subscription_count() >= 1
+                   and node.mask_pub.get_subscription_count() >= 1, what="discovery")
+        for fmt in ("jpeg", "png"):
+            msg = compressed_msg(kitti_frame, fmt)
+            (mask,) = roundtrip(harness, msg, (topic,), probe.compressed_pub)
+            assert mask.header == msg.header and (mask.width, mask.height) == (1242, 375)
+            decoded = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
+            assert_same_mask(pixels(mask), offline.segment(decoded).mask, fmt)
+        corrupt = compressed_msg(kitti_frame, "jpeg")
+        corrupt.data = corrupt.data[:200]
+        corrupt.header = probe.header()
+        probe.compressed_pub.publish(corrupt)
+        wait_until(lambda: node.stats()["bad_frames"] == 1, what="the corrupt frame to be counted")
+        (mask,) = roundtrip(harness, compressed_msg(kitti_frame, "png"), (topic,), probe.compressed_pub)
+    finally:
+        harness.remove(node)
+
+
+def test_unwatched_outputs_are_not_computed_and_shutdown_is_clean(harness, tiny_onnx, camvid_frame):
+    node = harness.add(RoadSegmentationNode(context=harness.context, namespace="idle", parameter_overrides=[
+        Parameter("model", value=str(tiny_onnx)), Parameter("image_topic", value=RAW_TOPIC)]))
+    probe = harness.probe
+    wait_until(lambda: probe.raw_pub.get_subscription_count() >= 2, what="discovery")
+    probe.raw_pub.publish(image_msg(camvid_frame, "bgr8"))
+    wait_until(lambda: node.stats()["idle"] == 1, what="an idle frame")
+    assert node.stats()["processed"] == 0  # nobody listens: no inference at all
+    probe.listen("/idle" + MASK)
+    wait_until(lambda: node.mask_pub.get_subscription_count() >= 1, what="discovery")
+    roundtrip(harness, image_msg(camvid_frame, "bgr8"), ("/idle" + MASK,))
+    assert node.stats()["processed"] == 1
+    workers = [t for t in threading.enumerate() if t.name == "road_segmentation_worker"]
+    assert len(workers) == 2  # this node's and the module's node
+    harness.remove(node)
+    assert sum(t.is_alive() for t in workers) == 1  # joined in destroy_node
+
+
+def test_parameters_are_declared_with_yaml_defaults(road):
+    config = yaml.safe_load((ROOT / "config" / "road_seg.yaml").read_text())
+    (params,) = [v["ros__parameters"] for k, v in config.items() if k.endswith(NODE_NAME)]
+    assert params == DEFAULTS
+    for name in DEFAULTS:
+        descriptor = road.describe_parameter(name)
+        assert descriptor.description and descriptor.read_only == (name not in LIVE)
+    assert road.describe_parameter("threshold").floating_point_range[0].to_value == 1.0
+
+
+def test_rviz_config_shows_the_topics_the_node_uses(road):
+    rviz = yaml.safe_load((ROOT / "config" / "road_seg.rviz").read_text())
+    displays = rviz["Visualization Manager"]["Displays"]
+    topics = {d["Name"]: d["Topic"]["Value"] for d in displays if d["Class"] == "rviz_default_plugins/Image"}
+    assert topics == {"Input": DEFAULTS["image_topic"], "Overlay": road.overlay_pub.topic_name,
+                      "Mask": road.mask_pub.topic_name}
