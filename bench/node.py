@@ -23,6 +23,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -57,6 +58,7 @@ class Settings:
     warmup_s: float
     overhead_iterations: int
     domain_id: int
+    input_qos: str  # reliable | sensor_data, for both the publisher here and the node's subscription
 
 
 def rss_mib(pid: int) -> float:
@@ -123,7 +125,7 @@ def _converter() -> str:
 class _Client:
     """Publisher of frames, receiver of masks and diagnostics, spun on a background thread."""
 
-    def __init__(self, frame: np.ndarray) -> None:
+    def __init__(self, frame: np.ndarray, input_qos: str) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -132,8 +134,10 @@ class _Client:
 
         self.node = rclpy.create_node("fcn_road_seg_bench")
         self.msg = _bgr_message(frame)
-        self.pub = self.node.create_publisher(Image, INPUT_TOPIC, qos_profile_sensor_data)
         reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        in_qos = qos_profile_sensor_data if input_qos == "sensor_data" else QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = self.node.create_publisher(Image, INPUT_TOPIC, in_qos)
         self.node.create_subscription(Image, MASK_TOPIC, self._on_mask, reliable)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.lock = threading.Lock()
@@ -181,12 +185,13 @@ class _Client:
         self.node.destroy_node()
 
 
-def _start_node(settings: Settings, env: dict[str, str]) -> subprocess.Popen:
+def _start_node(settings: Settings, env: dict[str, str], log_file) -> subprocess.Popen:
+    """The node as its own process; its log goes to ``log_file`` (a pipe nobody reads could stall it)."""
     cmd = [sys.executable, "-m", "fcn_road_seg.node", "--ros-args", "-p", f"model:={settings.model}",
            "-p", "backend:=onnxruntime", "-p", f"image_topic:={INPUT_TOPIC}",
-           "-p", "publish_overlay:=false", "-p", "publish_probability:=false"]
+           "-p", "publish_overlay:=false", "-p", "publish_probability:=false", "-p", f"input_qos:={settings.input_qos}"]
     log.info("starting the node: %s", " ".join(cmd))
-    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
 
 
 def _paced(client: _Client, hz: float, duration_s: float) -> int:
@@ -212,14 +217,16 @@ def run_node_bench(settings: Settings) -> dict:
     report["overhead_in_process"] = measure_overhead(settings.model, frame, settings.overhead_iterations)
     env = {**os.environ, "ROS_DOMAIN_ID": str(settings.domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    proc = _start_node(settings, env)
+    node_log = tempfile.TemporaryFile(mode="w+")
+    proc = _start_node(settings, env, node_log)
     rclpy.init()
-    client = _Client(frame)
+    client = _Client(frame, settings.input_qos)
     try:
         deadline = time.monotonic() + 60
         while not client.connected():
             if proc.poll() is not None:
-                raise RuntimeError(f"the node exited ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+                node_log.seek(0)
+                raise RuntimeError(f"the node exited ({proc.returncode}): {node_log.read()[-2000:]}")
             if time.monotonic() > deadline:
                 raise RuntimeError("the node did not connect within 60 s")
             time.sleep(0.1)
@@ -262,6 +269,7 @@ def run_node_bench(settings: Settings) -> dict:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        node_log.close()
     received = len(latencies)
     report["results"] = {
         "sent": sent,
@@ -319,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds at --rate before measuring")
     parser.add_argument("--overhead-iterations", type=int, default=100, help="in-process overhead samples")
     parser.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "70")))
+    parser.add_argument("--input-qos", choices=("reliable", "sensor_data"), default="reliable",
+                        help="camera QoS (both ends). sensor_data = best effort: on this machine's Fast DDS "
+                             "defaults, 1.4 MB frames are lost in UDP fragments; see docs/performance.md")
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON report here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -330,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rate, --burst-hz, --duration, --frames and --rss-every must be positive")
     settings = Settings(str(Path(args.model).resolve()), str(args.frame), args.mode, args.rate, args.burst_hz,
                         args.duration, args.frames, args.rss_every, args.warmup, args.overhead_iterations,
-                        args.domain_id)
+                        args.domain_id, args.input_qos)
     report = run_node_bench(settings)
     emit(report, table(report), args.json)
     return 0
