@@ -137,10 +137,16 @@ def convert_to_fp16(model_path: str | Path, out_path: str | Path) -> Path:
     import onnx
 
     model = onnx.load(str(model_path))
-    inputs = {i.name for i in model.graph.input}
-    # The uint8 -> float Cast stays float32 (the converter would otherwise emit an invalid Cast); a cast to
-    # float16 is inserted after it, as TensorRT does with FP16 enabled.
-    keep = [n.name for n in model.graph.node if n.op_type == "Cast" and n.input[0] in inputs]
+    # The uint8 input, layout-only ops on it (Transpose/Reshape) and the uint8 -> float Cast stay as they are
+    # (the converter would otherwise emit an invalid Cast); a cast to float16 is inserted after them, as
+    # TensorRT does with FP16 enabled. Nodes are in topological order, so one pass follows the chain.
+    uint8_tensors = {i.name for i in model.graph.input}
+    keep = []
+    for node in model.graph.node:
+        if node.input and node.input[0] in uint8_tensors and node.op_type in ("Transpose", "Reshape", "Cast"):
+            keep.append(node.name)
+            if node.op_type != "Cast":
+                uint8_tensors.add(node.output[0])
     half = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep)
     out_path = Path(out_path)
     onnx.save(half, str(out_path))

@@ -76,3 +76,35 @@ def test_bad_models(tmp_path, tiny_onnx):
     with pytest.raises(ModelError):
         RoadSegmenter(bad, backend="onnxruntime")
     assert not issubclass(ContractError, InputImageError)
+
+
+def test_overlay_blends_exactly_the_masked_pixels(camvid_images):
+    frame = cv2.imread(str(camvid_images[1]))
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    mask[::3] = 255
+    mask[:, :40] = 0
+    out = overlay(frame, mask, alpha=0.3)
+    on = mask > 0
+    expected = np.clip(np.rint(frame * 0.7 + np.array((0, 255, 0)) * 0.3), 0, 255)
+    assert np.abs(out[on].astype(int) - expected[on]).max() <= 1
+    np.testing.assert_array_equal(out[~on], frame[~on])
+
+
+def test_mask_follows_a_threshold_inside_the_probability_range(tiny_onnx, kitti_images):
+    seg = RoadSegmenter(tiny_onnx, backend="onnxruntime")
+    frame = cv2.imread(str(kitti_images[0]))
+    seg.threshold = float(np.median(seg.segment(frame).probability))
+    result = seg.segment(frame)
+    np.testing.assert_array_equal(result.mask == 255, result.probability >= np.float32(seg.threshold))
+    assert 0.3 < (result.mask == 255).mean() < 0.7
+
+
+def test_onnxruntime_threads_do_not_spin_unless_asked(tiny_onnx):
+    from fcn_road_seg.backends.onnxruntime import OnnxRuntimeBackend
+
+    for spin, expected in ((False, "0"), (True, "1")):
+        backend = OnnxRuntimeBackend(tiny_onnx, device="cpu", threads=1, spin_wait=spin)
+        options = backend.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected
+        assert options.intra_op_num_threads == 1
+        backend.close()

@@ -19,8 +19,12 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, *, device: str = "auto", threads: int = 0) -> None:
-        """``device``: ``auto`` (CUDA if available, else CPU), ``cpu`` or ``cuda``; ``threads``: 0 = ORT's choice."""
+    def __init__(self, path: str | Path, *, device: str = "auto", threads: int = 0, spin_wait: bool = False) -> None:
+        """``device``: ``auto`` (CUDA if available, else CPU), ``cpu`` or ``cuda``; ``threads``: 0 = ORT's choice.
+
+        ``spin_wait``: let ORT's worker threads busy-wait between runs. Off by default: on a small shared
+        CPU (a robot, the node's own ROS threads) spinning threads steal the cores the next frame needs.
+        """
         try:
             import onnxruntime as ort
         except ImportError as err:
@@ -39,6 +43,7 @@ class OnnxRuntimeBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as err:
