@@ -52,7 +52,7 @@ setup(
             "ros-jazzy-ament-index-python",
         ],
         # Training, export and model-info (PyTorch + the ONNX exporter's script library).
-        "train": ["torch>=2.2", "onnxscript>=0.1", "tensorboard>=2.14"],
+        "train": ["torch>=2.2", "onnxscript>=0.1", "tensorboard>=2.14", "pillow>=9"],
         "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3"],
     },
     zip_safe=True,

@@ -121,6 +121,15 @@ def _cmd_model_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import main as train_main
+
+    result = train_main(args)
+    if result is not None:
+        print(f"wrote {result}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fcn-road-seg", description="FCN road segmentation tools")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -150,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, nargs="?", help="exported .onnx (prints its contract); omit for --variant")
     p.add_argument("--size", type=int, nargs=2, default=[375, 1242], metavar=("H", "W"), help="input size")
     _add_arch_args(p)
+
+    p = command("train", _cmd_train, "train a road FCN on KITTI road or a class-index dataset (CamVid)")
+    from .train_args import add_train_args
+
+    add_train_args(p)
 
     command("model-path", _cmd_model_path, "print the path of the shipped default model")
     return parser
