@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -34,6 +34,7 @@ __all__ = [
     "split_kitti",
     "class_index_samples",
     "check_sizes",
+    "count_unexpected_colours",
     "read_target",
     "save_split",
     "RoadTrainDataset",
@@ -222,6 +223,16 @@ def check_sizes(samples: list[Sample], what: str) -> None:
                            "labels must be pixel-aligned with their images")
 
 
+def count_unexpected_colours(samples: list[Sample]) -> int:
+    """Scan KITTI labels once; warn once with the total of pixels that are not magenta/red/black (ignored)."""
+    counts = [read_target(s.label, LabelSpec("kitti"))[1] for s in samples]
+    total, files = sum(counts), sum(1 for c in counts if c)
+    if total:
+        log.warning("%d pixels in %d of %d KITTI label files are not magenta, red or black: treated as ignore "
+                    "(first: %s)", total, files, len(samples), next(s.label for s, c in zip(samples, counts) if c))
+    return total
+
+
 def save_split(path: str | Path, splits: dict[str, list[Sample]]) -> None:
     """Write the split (image names per subset) as JSON, so a run records exactly what it trained on."""
     data = {k: [s.name for s in v] for k, v in splits.items()}
@@ -235,24 +246,10 @@ def _normalize(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
-class _WarnOnce:
-    """Shared bookkeeping for unexpected KITTI colours: one warning per dataset, with the count."""
-
-    def __init__(self) -> None:
-        self.warned = False
-
-    def __call__(self, label: Path, count: int) -> None:
-        if count and not self.warned:
-            self.warned = True
-            log.warning("%s: %d pixels of unexpected colour (not magenta/red/black) treated as ignore; "
-                        "further files are not reported", label, count)
-
-
 @dataclass
 class _Base:
     samples: list[Sample]
     spec: LabelSpec
-    _warn: _WarnOnce = field(default_factory=_WarnOnce)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -260,8 +257,7 @@ class _Base:
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         sample = self.samples[index]
         rgb = cv2.cvtColor(read_bgr(sample.image), cv2.COLOR_BGR2RGB)
-        target, unexpected = read_target(sample.label, self.spec)
-        self._warn(sample.label, unexpected)
+        target, _ = read_target(sample.label, self.spec)
         if rgb.shape[:2] != target.shape:
             raise DatasetError(f"{sample.image} and {sample.label} differ in size; labels must be pixel-aligned")
         return rgb, target

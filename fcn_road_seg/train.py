@@ -36,6 +36,7 @@ from .datasets import (
     Sample,
     check_sizes,
     class_index_samples,
+    count_unexpected_colours,
     kitti_road_samples,
     save_split,
     split_kitti,
@@ -61,6 +62,7 @@ def _samples(args: argparse.Namespace) -> tuple[list[Sample], list[Sample], Labe
     if layout == "kitti":
         train, val = split_kitti(kitti_road_samples(data), args.val_fraction, args.split_seed)
         spec = LabelSpec("kitti")
+        count_unexpected_colours(train + val)
         desc = f"KITTI road {data.resolve().name}: {len(train)} train / {len(val)} val (seed {args.split_seed})"
     else:
         spec = LabelSpec("index", args.road_id, None if args.ignore_id < 0 else args.ignore_id)

@@ -19,6 +19,7 @@ from fcn_road_seg.datasets import (
     Sample,
     check_sizes,
     class_index_samples,
+    count_unexpected_colours,
     kitti_road_samples,
     read_target,
     split_kitti,
@@ -57,11 +58,12 @@ def test_kitti_unexpected_colours_are_ignored_and_warned_once(shared_data, tmp_p
     samples = kitti_road_samples(tmp_path)
     target, unexpected = read_target(samples[0].label, LabelSpec("kitti"))
     assert unexpected == 100 and (target[200:210, 600:610] == IGNORE).all()
-    ds = RoadEvalDataset(samples, LabelSpec("kitti"), (96, 320))
     with caplog.at_level(logging.WARNING, logger="fcn_road_seg.datasets"):
-        ds[0], ds[1]
-    warnings = [r for r in caplog.records if "unexpected colour" in r.getMessage()]
-    assert len(warnings) == 1 and "100 pixels" in warnings[0].getMessage()
+        assert count_unexpected_colours(samples) == 200
+    warnings = [r.getMessage() for r in caplog.records if "not magenta, red or black" in r.getMessage()]
+    assert len(warnings) == 1 and "200 pixels in 2 of 2" in warnings[0]
+    _, y = RoadEvalDataset(samples, LabelSpec("kitti"), (96, 320))[0]
+    assert (y[200:210, 600:610] == IGNORE).all()
 
 
 def test_camvid_reader_maps_ids(shared_data):

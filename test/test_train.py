@@ -12,6 +12,7 @@ from fcn_road_seg import cli
 from fcn_road_seg.contract import read_onnx_contract
 from fcn_road_seg.datasets import IGNORE
 from fcn_road_seg.export import load_checkpoint
+from fcn_road_seg.train import build_datasets
 from fcn_road_seg.train import main as train_main
 from fcn_road_seg.train import road_loss
 from fcn_road_seg.train_args import add_train_args
@@ -96,3 +97,14 @@ def test_cli_reports_bad_data(tmp_path, capsys):
     assert cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
     assert "is empty" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # failed before training started
+
+
+def test_kitti_layout_is_detected_and_split(shared_data, tmp_path):
+    args = _args(shared_data / "kitti_road", tmp_path / "run", "--val-fraction", "0.5", "--input-size", "96", "320")
+    train_set, val_set, desc = build_datasets(args)
+    assert train_set.spec.kind == "kitti" and len(train_set) == len(val_set) == 1
+    assert {s.name for s in train_set.samples + val_set.samples} == {"um_000000.png", "um_000001.png"}
+    x, y = train_set[0]
+    assert x.shape == (3, 96, 320) and "KITTI road" in desc
+    _, y_val = val_set[0]
+    assert y_val.shape == (375, 1242)  # validation scores the full-resolution label
