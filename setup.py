@@ -53,9 +53,9 @@ setup(
             "ros-jazzy-ament-index-python",
         ],
         # Training, export and model-info (PyTorch + the ONNX exporter's script library).
-        "train": ["torch>=2.2", "onnxscript>=0.1", "tensorboard>=2.14"],
+        "train": ["torch>=2.2", "onnxscript>=0.1", "tensorboard>=2.14", "pillow>=9"],
         # `fcn-road-seg check-trt` (FP16 conversion for the fidelity check; runs without a GPU).
-        "trt": ["onnxconverter-common>=1.14", "pyyaml>=5.4"],
+        "trt": ["onnxconverter-common>=1.14"],
         # TensorRT runtime on desktop Linux (Jetson: TensorRT comes with JetPack, pycuda from apt or pip).
         "tensorrt": ["tensorrt>=8.6", "pycuda>=2022.1"],
         "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3", "onnxconverter-common>=1.14", "pyyaml>=5.4"],

@@ -10,6 +10,7 @@ from pathlib import Path
 from . import __version__
 from .contract import DEFAULT_OPSET
 from .errors import FcnRoadSegError
+from .train_args import add_train_args
 
 __all__ = ["main", "build_parser"]
 
@@ -191,6 +192,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if report.segmented else 1
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import main as train_main
+
+    result = train_main(args)
+    if result is not None:
+        print(f"wrote {result}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fcn-road-seg", description="FCN road segmentation tools")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -259,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--split", help="split list, e.g. test.txt")
             p.add_argument("--road-id", type=int, default=3, help="road class (CamVid: 3)")
             p.add_argument("--ignore-id", type=int, default=11, help="not-evaluated class (-1: none)")
+
+    p = command("train", _cmd_train, "train a road FCN on KITTI road or a class-index dataset (CamVid)")
+    add_train_args(p)
 
     command("model-path", _cmd_model_path, "print the path of the shipped default model")
 

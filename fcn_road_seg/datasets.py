@@ -1,0 +1,340 @@
+"""Road training data: the KITTI road layout and class-index layouts (CamVid), with augmentation.
+
+Targets are uint8 maps with ``NON_ROAD`` (0), ``ROAD`` (1) and ``IGNORE`` (255). Every check that can fail
+(missing folders, images without labels, size mismatch, empty split) runs when the sample list is built,
+before any training starts, and raises DatasetError naming the fix.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .errors import DatasetError
+from .images import IMAGE_SUFFIXES, read_bgr
+
+__all__ = [
+    "NON_ROAD",
+    "ROAD",
+    "IGNORE",
+    "IMAGENET_NORMALIZATION",
+    "Sample",
+    "LabelSpec",
+    "AugmentConfig",
+    "decode_kitti_road",
+    "kitti_road_samples",
+    "split_kitti",
+    "class_index_samples",
+    "check_sizes",
+    "count_unexpected_colours",
+    "read_target",
+    "save_split",
+    "RoadTrainDataset",
+    "RoadEvalDataset",
+]
+
+log = logging.getLogger(__name__)
+
+NON_ROAD, ROAD, IGNORE = 0, 1, 255
+IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": [255.0]}
+KITTI_CATEGORIES = ("um", "umm", "uu")
+# KITTI road ground truth colours (RGB).
+_KITTI_ROAD, _KITTI_NON_ROAD, _KITTI_IGNORE = (255, 0, 255), (255, 0, 0), (0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image/label pair; ``group`` is the KITTI category (um/umm/uu) or the split name."""
+
+    image: Path
+    label: Path
+    group: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.image.name
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """How to turn a label file into a road target: KITTI colours or class indices."""
+
+    kind: str = "kitti"  # "kitti" or "index"
+    road_id: int = 3
+    ignore_id: int | None = 11
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("kitti", "index"):
+            raise ValueError(f"label kind must be 'kitti' or 'index', got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time geometry and colour augmentation.
+
+    The frame is first resized to the network's input size (as at inference, where the whole frame is
+    squeezed into it), then scaled by ``scale`` (both axes) and ``aspect`` (width only, log-uniform), so a
+    model trained on 4:3 frames also sees the horizontal squeeze of wide KITTI frames; then a random crop
+    of ``crop`` (padded with ignore where the frame is smaller), a horizontal flip and colour jitter.
+    """
+
+    input_size: tuple[int, int]
+    crop: tuple[int, int]
+    scale: tuple[float, float] = (0.75, 1.5)
+    aspect: tuple[float, float] = (0.5, 1.25)
+    hflip: float = 0.5
+    jitter: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.scale[0] <= self.scale[1] or not 0 < self.aspect[0] <= self.aspect[1]:
+            raise ValueError(f"scale {self.scale} and aspect {self.aspect} must be positive (min, max) ranges")
+        if any(s % 32 for s in self.crop) or any(s % 32 for s in self.input_size):
+            raise ValueError(f"crop {self.crop} and input size {self.input_size} must be multiples of 32")
+
+
+def decode_kitti_road(gt_rgb: np.ndarray) -> tuple[np.ndarray, int]:
+    """KITTI road GT (HxWx3 RGB) -> (target, number of pixels of unexpected colour, set to IGNORE).
+
+    Road = magenta, non-road = red, black = ignore. KITTI's PNGs are lossless, but some re-encoded copies
+    carry off-colours at region borders; those are counted and ignored, never guessed.
+    """
+    r, g, b = (gt_rgb[..., i] for i in range(3))
+    road = (r == 255) & (g == 0) & (b == 255)
+    non_road = (r == 255) & (g == 0) & (b == 0)
+    black = (r == 0) & (g == 0) & (b == 0)
+    target = np.full(gt_rgb.shape[:2], IGNORE, dtype=np.uint8)
+    target[road] = ROAD
+    target[non_road] = NON_ROAD
+    unexpected = int(gt_rgb.shape[0] * gt_rgb.shape[1] - road.sum() - non_road.sum() - black.sum())
+    return target, unexpected
+
+
+def read_target(label: Path, spec: LabelSpec) -> tuple[np.ndarray, int]:
+    """Read one label file into a target map; returns (target, unexpected-colour pixel count)."""
+    if spec.kind == "kitti":
+        return decode_kitti_road(cv2.cvtColor(read_bgr(label), cv2.COLOR_BGR2RGB))
+    ids = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
+    if ids is None or ids.ndim != 2:
+        raise DatasetError(f"{label} is not a single-channel class-index PNG; convert it or use the KITTI layout")
+    target = np.where(ids == spec.road_id, np.uint8(ROAD), np.uint8(NON_ROAD))
+    if spec.ignore_id is not None:
+        target[ids == spec.ignore_id] = IGNORE
+    return target, 0
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DatasetError(f"{what} folder not found: {path}; check --data (expected layout in docs/training.md)")
+    return path
+
+
+def kitti_road_samples(root: str | Path) -> list[Sample]:
+    """All ``image_2``/``gt_image_2/*_road_*`` pairs of a KITTI ``data_road`` (or its ``training``) folder."""
+    root = Path(root)
+    if (root / "training").is_dir():
+        root = root / "training"
+    images_dir = _require_dir(root / "image_2", "KITTI image_2")
+    gt_dir = _require_dir(root / "gt_image_2", "KITTI gt_image_2")
+    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise DatasetError(f"no images in {images_dir}; is this the KITTI data_road training folder?")
+    samples, missing = [], []
+    for image in images:
+        category, _, index = image.stem.partition("_")
+        label = gt_dir / f"{category}_road_{index}{image.suffix}"
+        if not label.is_file():
+            missing.append(image.name)
+            continue
+        samples.append(Sample(image, label, category))
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} KITTI images have no road label in {gt_dir} (e.g. {', '.join(missing[:3])}; "
+            "expected <category>_road_<index>.png, *_lane_* files are not road labels); remove them or add labels"
+        )
+    return samples
+
+
+def split_kitti(samples: list[Sample], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
+    """Deterministic train/val split, stratified over the KITTI categories (um, umm, uu)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val fraction must lie in [0, 1), got {val_fraction}")
+    rng = random.Random(seed)
+    train, val = [], []
+    for group in sorted({s.group for s in samples}):
+        members = sorted((s for s in samples if s.group == group), key=lambda s: s.name)
+        rng.shuffle(members)
+        n_val = int(round(len(members) * val_fraction))
+        if val_fraction > 0 and len(members) > 1:
+            n_val = max(1, n_val)
+        val += members[:n_val]
+        train += members[n_val:]
+    return sorted(train, key=lambda s: s.name), sorted(val, key=lambda s: s.name)
+
+
+def class_index_samples(
+    root: str | Path, split: str | Path, *, images: str = "images", labels: str = "labels"
+) -> list[Sample]:
+    """Pairs listed in a split file (one image name per line) of an ``images/`` + ``labels/`` layout."""
+    root = Path(root)
+    images_dir = _require_dir(root / images, "images")
+    labels_dir = _require_dir(root / labels, "labels")
+    split_path = Path(split) if Path(split).is_absolute() else root / split
+    if not split_path.is_file():
+        raise DatasetError(f"split list not found: {split_path}; pass --train-split/--val-split with a file of names")
+    names = [line.split()[0] for line in split_path.read_text().splitlines() if line.strip()]
+    if not names:
+        raise DatasetError(f"split list {split_path} is empty; list one image file name per line")
+    samples, missing = [], []
+    for name in names:
+        image, label = images_dir / name, labels_dir / Path(name).with_suffix(".png").name
+        if not image.is_file() or not label.is_file():
+            missing.append(name)
+            continue
+        samples.append(Sample(image, label, split_path.stem))
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} entries of {split_path} lack an image in {images_dir} or a label in {labels_dir} "
+            f"(e.g. {', '.join(missing[:3])}); fix the list or add the files"
+        )
+    return samples
+
+
+def check_sizes(samples: list[Sample], what: str) -> None:
+    """Every image has the size of its label, read from the file headers (fast); DatasetError if not."""
+    from PIL import Image
+
+    if not samples:
+        raise DatasetError(f"the {what} split is empty; check the split list or --val-fraction")
+    bad = []
+    for s in samples:
+        with Image.open(s.image) as im, Image.open(s.label) as lb:
+            if im.size != lb.size:
+                bad.append(f"{s.image.name} {im.size[0]}x{im.size[1]} vs label {lb.size[0]}x{lb.size[1]}")
+    if bad:
+        raise DatasetError(f"{len(bad)} {what} images differ in size from their labels: {'; '.join(bad[:3])}; "
+                           "labels must be pixel-aligned with their images")
+
+
+def count_unexpected_colours(samples: list[Sample]) -> int:
+    """Scan KITTI labels once; warn once with the total of pixels that are not magenta/red/black (ignored)."""
+    counts = [read_target(s.label, LabelSpec("kitti"))[1] for s in samples]
+    total, files = sum(counts), sum(1 for c in counts if c)
+    if total:
+        log.warning("%d pixels in %d of %d KITTI label files are not magenta, red or black: treated as ignore "
+                    "(first: %s)", total, files, len(samples), next(s.label for s, c in zip(samples, counts) if c))
+    return total
+
+
+def save_split(path: str | Path, splits: dict[str, list[Sample]]) -> None:
+    """Write the split (image names per subset) as JSON, so a run records exactly what it trained on."""
+    data = {k: [s.name for s in v] for k, v in splits.items()}
+    Path(path).write_text(json.dumps(data, indent=1))
+
+
+def _normalize(rgb: np.ndarray) -> torch.Tensor:
+    mean = np.asarray(IMAGENET_NORMALIZATION["mean"], np.float32) * 255.0
+    std = np.asarray(IMAGENET_NORMALIZATION["std"], np.float32) * 255.0
+    x = (rgb.astype(np.float32) - mean) / std
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+@dataclass
+class _Base:
+    samples: list[Sample]
+    spec: LabelSpec
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        sample = self.samples[index]
+        rgb = cv2.cvtColor(read_bgr(sample.image), cv2.COLOR_BGR2RGB)
+        target, _ = read_target(sample.label, self.spec)
+        if rgb.shape[:2] != target.shape:
+            raise DatasetError(f"{sample.image} and {sample.label} differ in size; labels must be pixel-aligned")
+        return rgb, target
+
+
+class RoadTrainDataset(_Base, Dataset):
+    """Augmented crops: (normalised CHW float tensor, int64 target with IGNORE=255).
+
+    Randomness comes from a generator seeded by (seed, epoch, index), so a run is reproducible whatever
+    the number of DataLoader workers, and a resumed run draws the same crops as an uninterrupted one.
+    """
+
+    def __init__(self, samples: list[Sample], spec: LabelSpec, augment: AugmentConfig, seed: int = 0) -> None:
+        super().__init__(samples, spec)
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, target = self._load(index)
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        rgb, target = self._geometry(rgb, target, rng)
+        rgb = self._colour(rgb, rng)
+        return _normalize(rgb), torch.from_numpy(target.astype(np.int64))
+
+    def _geometry(self, rgb: np.ndarray, target: np.ndarray, rng: np.random.Generator):
+        aug = self.augment
+        h, w = target.shape
+        s = rng.uniform(*aug.scale)
+        a = math.exp(rng.uniform(math.log(aug.aspect[0]), math.log(aug.aspect[1])))
+        out_h = max(1, int(round(aug.input_size[0] * s)))
+        out_w = max(1, int(round(aug.input_size[1] * s * a)))
+        interp = cv2.INTER_AREA if out_h * out_w < h * w else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, (out_w, out_h), interpolation=interp)
+        target = cv2.resize(target, (out_w, out_h), interpolation=cv2.INTER_NEAREST)
+        ch, cw = aug.crop
+        pad_h, pad_w = max(0, ch - out_h), max(0, cw - out_w)
+        if pad_h or pad_w:
+            top, left = int(rng.integers(0, pad_h + 1)), int(rng.integers(0, pad_w + 1))
+            border = (top, pad_h - top, left, pad_w - left)
+            mean = [int(round(m * 255)) for m in IMAGENET_NORMALIZATION["mean"]]
+            rgb = cv2.copyMakeBorder(rgb, *border, cv2.BORDER_CONSTANT, value=mean)
+            target = cv2.copyMakeBorder(target, *border, cv2.BORDER_CONSTANT, value=IGNORE)
+        y = int(rng.integers(0, rgb.shape[0] - ch + 1))
+        x = int(rng.integers(0, rgb.shape[1] - cw + 1))
+        rgb, target = rgb[y : y + ch, x : x + cw], target[y : y + ch, x : x + cw]
+        if rng.random() < aug.hflip:
+            rgb, target = rgb[:, ::-1], target[:, ::-1]
+        return np.ascontiguousarray(rgb), np.ascontiguousarray(target)
+
+    def _colour(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        j = self.augment.jitter
+        if j <= 0:
+            return rgb
+        x = rgb.astype(np.float32)
+        grey = x.mean(axis=2, keepdims=True)
+        x = grey + (x - grey) * rng.uniform(1 - j, 1 + j)  # saturation
+        x = (x - x.mean()) * rng.uniform(1 - j, 1 + j) + x.mean()  # contrast
+        x = x * rng.uniform(1 - j, 1 + j)  # brightness
+        x = x * rng.uniform(1 - j / 3, 1 + j / 3, size=3).astype(np.float32)  # colour cast
+        return np.clip(x, 0, 255).astype(np.uint8)
+
+
+class RoadEvalDataset(_Base, Dataset):
+    """Whole frames resized to the network input (as the runtime pipeline does), with full-size targets."""
+
+    def __init__(self, samples: list[Sample], spec: LabelSpec, input_size: tuple[int, int]) -> None:
+        super().__init__(samples, spec)
+        self.input_size = input_size
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, target = self._load(index)
+        h, w = target.shape
+        net_h, net_w = self.input_size
+        interp = cv2.INTER_AREA if h * w > net_h * net_w else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, (net_w, net_h), interpolation=interp)
+        return _normalize(rgb), torch.from_numpy(target.astype(np.int64))

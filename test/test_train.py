@@ -1,0 +1,110 @@
+"""The training loop on a tiny FCN and real CamVid frames: learning, resume, export with metrics, bad input."""
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+
+import pytest
+import torch
+
+from fcn_road_seg import cli
+from fcn_road_seg.contract import read_onnx_contract
+from fcn_road_seg.datasets import IGNORE
+from fcn_road_seg.export import load_checkpoint
+from fcn_road_seg.train import build_datasets
+from fcn_road_seg.train import main as train_main
+from fcn_road_seg.train import road_loss
+from fcn_road_seg.train_args import add_train_args
+
+
+@pytest.fixture()
+def two_frames(shared_data, tmp_path):
+    """A class-index dataset of two real CamVid frames, used for both training and validation."""
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    names = (shared_data / "camvid" / "train.txt").read_text().split()[100:102]
+    for n in names:
+        shutil.copy(shared_data / "camvid" / "images" / n, root / "images")
+        shutil.copy(shared_data / "camvid" / "labels" / n, root / "labels")
+    (root / "train.txt").write_text("\n".join(names) + "\n")
+    return root
+
+
+def _args(data, out, *extra: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    return parser.parse_args([
+        "--data", str(data), "--val-split", "train.txt", "--out", str(out), "--input-size", "96", "128",
+        "--width", "0.125", "--fc-width", "32", "--batch-norm", "--dropout", "0", "--batch-size", "2",
+        "--workers", "0", "--scale", "1", "1", "--aspect", "1", "1", "--hflip", "0", "--jitter", "0", *extra,
+    ])
+
+
+def _losses(run) -> list[float]:
+    with (run / "log.csv").open() as f:
+        return [float(r["train_loss"]) for r in csv.DictReader(f)]
+
+
+def test_overfits_two_frames_and_exports_metrics(two_frames, tmp_path):
+    run = tmp_path / "run"
+    onnx_path = train_main(_args(two_frames, run, "--epochs", "15", "--lr", "1e-2", "--warmup-epochs", "0",
+                                 "--val-every", "15"))
+    losses = _losses(run)
+    assert len(losses) == 15 and losses[-1] < 0.5 * losses[0]
+    best = load_checkpoint(run / "best.pt")
+    assert best["metrics"]["MaxF"] > 0.9  # memorised the two frames it validates on
+    assert best["split"] == {"train": best["split"]["val"], "val": best["split"]["val"]}
+    contract = read_onnx_contract(onnx_path)
+    assert contract.metrics == best["metrics"]
+    assert (contract.input_height, contract.input_width) == (96, 128)
+    assert contract.width_mult == 0.125 and "train.txt (2 frames" in contract.training_data
+    assert (run / "split.json").is_file() and any((run / "tensorboard").iterdir())
+
+
+def test_resume_reproduces_an_uninterrupted_run(two_frames, tmp_path):
+    common = ("--epochs", "2", "--no-export", "--scale", "0.75", "1.25", "--hflip", "0.5", "--dropout", "0.3")
+    train_main(_args(two_frames, tmp_path / "straight", *common, "--save-every", "1"))
+    # Resume from the snapshot after epoch 1 as if the run had been stopped there.
+    train_main(_args(two_frames, tmp_path / "split", *common, "--resume", str(tmp_path / "straight" / "epoch1.pt")))
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 1
+    for key, value in a["model"].items():
+        torch.testing.assert_close(value, b["model"][key], rtol=0, atol=0, msg=key)
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    assert a["scheduler"] == b["scheduler"]
+
+
+def test_loss_ignores_pixels():
+    logits = torch.randn(1, 2, 4, 4)
+    target = torch.ones(1, 4, 4, dtype=torch.long)
+    partly = target.clone()
+    partly[0, :2] = IGNORE
+    logits_changed = logits.clone()
+    logits_changed[0, :, :2] = 100.0  # changing ignored pixels must not change the loss
+    assert torch.isclose(road_loss(logits, partly), road_loss(logits_changed, partly))
+    assert road_loss(logits, torch.full_like(target, IGNORE)).item() == 0.0
+
+
+def test_cli_reports_bad_data(tmp_path, capsys):
+    assert cli.main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
+    assert "dataset folder not found" in capsys.readouterr().err
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "train.txt").write_text("")
+    assert cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    assert "is empty" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # failed before training started
+
+
+def test_kitti_layout_is_detected_and_split(shared_data, tmp_path):
+    args = _args(shared_data / "kitti_road", tmp_path / "run", "--val-fraction", "0.5", "--input-size", "96", "320")
+    train_set, val_set, desc = build_datasets(args)
+    assert train_set.spec.kind == "kitti" and len(train_set) == len(val_set) == 1
+    assert {s.name for s in train_set.samples + val_set.samples} == {"um_000000.png", "um_000001.png"}
+    x, y = train_set[0]
+    assert x.shape == (3, 96, 320) and "KITTI road" in desc
+    _, y_val = val_set[0]
+    assert y_val.shape == (375, 1242)  # validation scores the full-resolution label
