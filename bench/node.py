@@ -198,7 +198,7 @@ def _paced(client: _Client, hz: float, duration_s: float) -> int:
     """Publish at ``hz`` for ``duration_s``; returns frames sent."""
     period, sent = 1.0 / hz, 0
     start = time.perf_counter()
-    while (now := time.perf_counter()) - start < duration_s:
+    while time.perf_counter() - start < duration_s:
         client.send()
         sent += 1
         time.sleep(max(0.0, start + sent * period - time.perf_counter()))

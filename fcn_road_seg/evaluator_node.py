@@ -16,8 +16,6 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -29,6 +27,7 @@ from .evaluate import decode_gt_message
 from .evaluation import Evaluation
 from .groundtruth import category_of
 from .report import write_report
+from .ros_main import spin_node
 
 __all__ = ["RoadEvaluator", "main"]
 
@@ -147,27 +146,16 @@ class RoadEvaluator(Node):
         return report
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
+def _write_final_report(node: RoadEvaluator) -> None:
     try:
-        node = RoadEvaluator()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except FcnRoadSegError as err:
-        rclpy.logging.get_logger("road_evaluator").error(str(err))
-        return 2
-    finally:
-        if node is not None:
-            try:
-                node.write_report()
-            except FcnRoadSegError as err:  # e.g. nothing was paired: say so instead of writing zeros
-                rclpy.logging.get_logger("road_evaluator").error(f"no report written: {err}")
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+        node.write_report()
+    except FcnRoadSegError as err:  # e.g. nothing was paired: say so instead of writing zeros
+        node.get_logger().error(f"no report written: {err}")
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``road_evaluator``; writes the report on shutdown."""
+    return spin_node(RoadEvaluator, "road_evaluator", args, status=2, on_exit=_write_final_report)
 
 
 if __name__ == "__main__":

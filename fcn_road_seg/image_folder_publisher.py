@@ -11,10 +11,7 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -22,6 +19,7 @@ from std_msgs.msg import Header
 from .errors import FcnRoadSegError
 from .images import list_images, read_bgr
 from .ros_image import array_to_image
+from .ros_main import spin_node
 
 __all__ = ["ImageFolderPublisher", "main"]
 
@@ -99,21 +97,7 @@ class ImageFolderPublisher(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``image_folder_publisher``; returns the exit status."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ImageFolderPublisher()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except FcnRoadSegError as err:
-        get_logger(NODE_NAME).fatal(str(err))
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(ImageFolderPublisher, NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,9 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import NameValidationException, ParameterException
-from rclpy.executors import ExternalShutdownException
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -35,6 +32,7 @@ from .errors import FcnRoadSegError, InputImageError, ModelError
 from .metrics import quantize_probability
 from .pipeline import RoadSegmenter
 from .ros_image import CONVERTER, array_to_image, describe, message_to_bgr
+from .ros_main import spin_node
 
 __all__ = ["RoadSegmentationNode", "NodeConfig", "LiveSettings", "DEFAULTS", "check_parameter", "main"]
 
@@ -393,22 +391,9 @@ class RoadSegmentationNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point of ``road_seg_node``; returns the exit status."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = RoadSegmentationNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (FcnRoadSegError, ValueError, ParameterException, NameValidationException) as err:
-        get_logger(NODE_NAME).fatal(str(err))  # bad model or parameters: say why, no traceback
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Entry point of ``road_seg_node``; returns the exit status (1: bad model or parameters, said why)."""
+    return spin_node(RoadSegmentationNode, NODE_NAME, args,
+                     fatal=(FcnRoadSegError, ValueError, ParameterException, NameValidationException))
 
 
 if __name__ == "__main__":
