@@ -15,14 +15,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from .bag import (BagOut, bag_frame_names, find_connection, message_to_bgr, open_bag, stamp_ns, typestore)
 from .errors import BagError, DatasetError, InputImageError
 from .evaluation import Evaluation
-from .images import IMAGE_SUFFIXES
+from .images import IMAGE_SUFFIXES, read_labels
 from .groundtruth import (FolderSource, LabelledFrame, category_of, decode_class_index,
                           decode_kitti_gt, decode_mono8_gt)
 from .report import write_report
@@ -72,9 +71,7 @@ def decode_gt_message(msg) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _decode_gt_file(path: Path, fmt: str, road_id: int, ignore_id: int | None) -> tuple[np.ndarray, np.ndarray]:
-    labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if labels is None:
-        raise InputImageError(f"cannot read GT file {path}: missing or corrupt")
+    labels = read_labels(path)
     if fmt == "auto":
         fmt = "kitti" if labels.ndim == 3 else "class-index"
     if fmt == "kitti":

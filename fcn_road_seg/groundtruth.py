@@ -13,11 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .errors import DatasetError, InputImageError
-from .images import IMAGE_SUFFIXES, read_bgr
+from .images import IMAGE_SUFFIXES, read_bgr, read_labels
 
 __all__ = [
     "GT_IGNORE_VALUE",
@@ -178,7 +177,4 @@ class FolderSource:
         """Decode one GT file of this layout."""
         if self.layout == "kitti":
             return decode_kitti_gt(read_bgr(path))
-        labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if labels is None:
-            raise InputImageError(f"cannot read label image {path}: missing or corrupt")
-        return decode_class_index(labels, self.road_id, self.ignore_id)
+        return decode_class_index(read_labels(path), self.road_id, self.ignore_id)

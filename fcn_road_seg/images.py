@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import InputImageError
 
-__all__ = ["IMAGE_SUFFIXES", "read_bgr", "list_images"]
+__all__ = ["IMAGE_SUFFIXES", "read_bgr", "read_labels", "list_images"]
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -35,6 +35,14 @@ def read_bgr(path: str | Path) -> np.ndarray:
         log.warning("%s has an alpha channel: dropped", path)
         return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     return image
+
+
+def read_labels(path: str | Path) -> np.ndarray:
+    """Read a ground-truth/label image exactly as stored (class indices or colour codes, no conversion)."""
+    labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if labels is None:
+        raise InputImageError(f"cannot read label image {path}: missing or corrupt")
+    return labels
 
 
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
