@@ -22,7 +22,7 @@ setup(
     name=PACKAGE,
     version=VERSION,
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["data/*.json"]},
+    package_data={f"{PACKAGE}.trt": ["data/*.json"]},
     python_requires=">=3.10",
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
@@ -67,10 +67,10 @@ setup(
     entry_points={
         "console_scripts": [
             "fcn-road-seg = fcn_road_seg.cli:main",
-            "road_seg_node = fcn_road_seg.node:main",
-            "image_folder_publisher = fcn_road_seg.image_folder_publisher:main",
-            "bag_player = fcn_road_seg.bag_player:main",
-            "road_evaluator = fcn_road_seg.evaluator_node:main",
+            "road_seg_node = fcn_road_seg.ros.node:main",
+            "image_folder_publisher = fcn_road_seg.ros.image_folder_publisher:main",
+            "bag_player = fcn_road_seg.ros.bag_player:main",
+            "road_evaluator = fcn_road_seg.ros.evaluator_node:main",
         ],
     },
 )

@@ -117,14 +117,14 @@ def emit(report: dict, table: list[list[str]], json_path: Path | None = None) ->
 
 def full_fcn8s_onnx(height: int, width: int, seed: int = 0) -> Path:
     """The full FCN-8s (VGG16, fc 4096) with seeded random weights, exported once and cached."""
-    from fcn_road_seg.export import contract_for, export_onnx
+    from fcn_road_seg.training.export import contract_for, export_onnx
 
     path = CACHE_DIR / f"fcn8s_full_{height}x{width}_seed{seed}.onnx"
     if path.is_file():
         return path
     import torch
 
-    from fcn_road_seg.model import FCN, FCNConfig
+    from fcn_road_seg.training.model import FCN, FCNConfig
 
     torch.manual_seed(seed)
     net = FCN(FCNConfig(variant="fcn8s"))
@@ -171,8 +171,8 @@ def torch_net_from_onnx(path: Path):
     from onnx import numpy_helper
 
     from fcn_road_seg.contract import read_onnx_contract
-    from fcn_road_seg.export import DeployableFCN
-    from fcn_road_seg.model import FCN, FCNConfig
+    from fcn_road_seg.training.export import DeployableFCN
+    from fcn_road_seg.training.model import FCN, FCNConfig
 
     contract = read_onnx_contract(path)
     proto = onnx.load(str(path))

@@ -8,7 +8,7 @@ Paths (random weights; speed does not depend on them):
   timed through ``backend.infer`` host-to-host, i.e. including the input/output copies; only where
   ``tensorrt`` and ``pycuda`` are installed.
 
-FLOPs per frame come from ``fcn_road_seg.model.count_flops`` (2 per multiply-add). Without a CUDA device
+FLOPs per frame come from ``fcn_road_seg.training.model.count_flops`` (2 per multiply-add). Without a CUDA device
 the script prints ``{"benchmark": "gpu", "skipped": "..."}`` and exits 0.
 
     python -m bench.gpu --sizes 375x1242 160x576 --iterations 200 --json out/gpu.json
@@ -84,7 +84,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def _fp16_module(torch, net, channels_last: bool):
     """uint8 NHWC RGB on the GPU -> road probability, with the network in FP16 (normalisation as exported)."""
-    from fcn_road_seg.export import DeployableFCN
+    from fcn_road_seg.training.export import DeployableFCN
 
     norm_mean, norm_std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     wrapper = DeployableFCN(net, norm_mean, norm_std).cuda().eval()
@@ -138,7 +138,7 @@ def _time_host(run, iterations: int, warmup: int) -> dict:
 
 
 def _measure_size(torch, size: tuple[int, int], settings: Settings) -> dict:
-    from fcn_road_seg.model import FCN, FCNConfig, count_flops
+    from fcn_road_seg.training.model import FCN, FCNConfig, count_flops
 
     h, w = (-(-s // 32) * 32 for s in size)
     flops = count_flops(FCNConfig(), h, w)

@@ -1,6 +1,6 @@
 """The real ``road_segmentation`` node under load: output rate, drops, end-to-end latency, overhead, RSS.
 
-Starts the node as its own process (``python -m fcn_road_seg.node``), publishes a real camera frame
+Starts the node as its own process (``python -m fcn_road_seg.ros.node``), publishes a real camera frame
 (bgr8) on ``/bench/image_raw`` with the send time in ``header.stamp``, and receives ``~/mask``:
 
 * ``rate`` mode: a camera at ``--rate`` Hz for ``--duration`` s;
@@ -85,7 +85,7 @@ def measure_overhead(model: str, frame: np.ndarray, iterations: int) -> dict:
     from sensor_msgs.msg import Image
 
     from fcn_road_seg.pipeline import RoadSegmenter
-    from fcn_road_seg.ros_image import array_to_image, message_to_bgr
+    from fcn_road_seg.ros.image_msgs import array_to_image, message_to_bgr
 
     wire = serialize_message(_bgr_message(frame))
     parts: dict[str, list[float]] = {k: [] for k in ("deserialize", "to_bgr", "pre", "post", "to_image", "serialize")}
@@ -117,7 +117,7 @@ def measure_overhead(model: str, frame: np.ndarray, iterations: int) -> dict:
 
 
 def _converter() -> str:
-    from fcn_road_seg.ros_image import CONVERTER
+    from fcn_road_seg.ros.image_msgs import CONVERTER
 
     return CONVERTER
 
@@ -187,7 +187,7 @@ class _Client:
 
 def _start_node(settings: Settings, env: dict[str, str], log_file) -> subprocess.Popen:
     """The node as its own process; its log goes to ``log_file`` (a pipe nobody reads could stall it)."""
-    cmd = [sys.executable, "-m", "fcn_road_seg.node", "--ros-args", "-p", f"model:={settings.model}",
+    cmd = [sys.executable, "-m", "fcn_road_seg.ros.node", "--ros-args", "-p", f"model:={settings.model}",
            "-p", "backend:=onnxruntime", "-p", f"image_topic:={INPUT_TOPIC}",
            "-p", "publish_overlay:=false", "-p", "publish_probability:=false", "-p", f"input_qos:={settings.input_qos}"]
     log.info("starting the node: %s", " ".join(cmd))

@@ -10,7 +10,7 @@ from pathlib import Path
 from . import __version__
 from .contract import DEFAULT_OPSET
 from .errors import FcnRoadSegError
-from .train_args import add_train_args
+from .training.args import add_train_args
 
 __all__ = ["main", "build_parser"]
 
@@ -31,7 +31,7 @@ def _add_arch_args(p: argparse.ArgumentParser) -> None:
 
 
 def _arch_config(args: argparse.Namespace):
-    from .model import FCNConfig
+    from .training.model import FCNConfig
 
     return FCNConfig(variant=args.variant, width_mult=args.width, fc_width=args.fc_width, batch_norm=args.batch_norm)
 
@@ -78,8 +78,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import contract_for, export_checkpoint, export_onnx
-    from .model import FCN
+    from .training.export import contract_for, export_checkpoint, export_onnx
+    from .training.model import FCN
 
     if args.checkpoint is None:
         if args.input_size is None:
@@ -93,11 +93,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_info(args: argparse.Namespace) -> int:
-    from .model import FCN, count_flops, count_parameters
+    from .training.model import FCN, count_flops, count_parameters
 
     if args.model is not None:
         from .contract import read_onnx_contract
-        from .model import FCNConfig
+        from .training.model import FCNConfig
 
         contract = read_onnx_contract(args.model)
         print(contract.to_json())
@@ -123,7 +123,7 @@ def _cmd_model_path(args: argparse.Namespace) -> int:
 
 
 def _cmd_build_engine(args: argparse.Namespace) -> int:
-    from .engine import BuildOptions, build_engine
+    from .trt.engine import BuildOptions, build_engine
 
     if (args.calib is not None or args.calib_cache is not None) and not args.int8:
         raise FcnRoadSegError("--calib/--calib-cache only apply to --int8 builds; add --int8 or drop them")
@@ -138,7 +138,7 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
 def _cmd_check_trt(args: argparse.Namespace) -> int:
     from .images import list_images
     from .resources import samples_dir
-    from .trt_check import run_checks
+    from .trt.check import run_checks
 
     images = list_images(args.images or [samples_dir()])
     ok, lines = run_checks(args.model, images, args.target)
@@ -148,7 +148,7 @@ def _cmd_check_trt(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import EvalConfig, run_evaluation
+    from .evaluation.evaluate import EvalConfig, run_evaluation
     from .pipeline import RoadSegmenter
 
     config = EvalConfig(
@@ -168,8 +168,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bag(args: argparse.Namespace) -> int:
-    from .bag import BagWriteConfig, write_dataset_bag
-    from .groundtruth import FolderSource
+    from .evaluation.bag import BagWriteConfig, write_dataset_bag
+    from .evaluation.groundtruth import FolderSource
 
     layout = "kitti" if args.bag_command == "from-kitti" else "class-index"
     source = FolderSource(args.dir, layout, args.split, args.road_id, None if args.ignore_id < 0 else args.ignore_id)
@@ -182,7 +182,7 @@ def _cmd_bag(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import DemoConfig, run_demo
+    from .ros.demo import DemoConfig, run_demo
 
     report = run_demo(DemoConfig(out=args.out, images=args.images, model=args.model, backend=args.backend,
                                  threshold=args.threshold or 0.0, rate_hz=args.rate, frames=args.frames,
@@ -193,7 +193,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import main as train_main
+    from .training.train import main as train_main
 
     result = train_main(args)
     if result is not None:

@@ -36,7 +36,7 @@ def make_random_net(variant: str = "fcn8s", seed: int = 0):
     """A compact FCN whose score layers are random too, so its probabilities vary over the frame."""
     import torch
 
-    from fcn_road_seg.model import FCN, FCNConfig
+    from fcn_road_seg.training.model import FCN, FCNConfig
 
     torch.manual_seed(seed)
     net = FCN(FCNConfig(variant=variant, width_mult=0.125, fc_width=64))
@@ -56,7 +56,7 @@ def tiny_net():
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory, tiny_net) -> Path:
     """Compact random FCN-8s exported at 96x320 (KITTI-like aspect) with a full contract."""
-    from fcn_road_seg.export import contract_for, export_onnx
+    from fcn_road_seg.training.export import contract_for, export_onnx
 
     path = tmp_path_factory.mktemp("models") / "tiny.onnx"
     contract = contract_for(tiny_net.config, (96, 320), training_data="random weights (tests)",

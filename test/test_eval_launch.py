@@ -20,7 +20,7 @@ def test_eval_launch_compiles_and_starts_this_package_s_executables():
     executables = set(re.findall(r'executable="(\w+)"', source))
     assert executables == {"road_seg_node", "road_evaluator", "bag_player"} and executables <= scripts
     # the evaluator listens to the node's ~/probability; every parameter the launch sets is declared
-    from fcn_road_seg.node import NODE_NAME
+    from fcn_road_seg.ros.node import NODE_NAME
 
     assert f'PROBABILITY_TOPIC = "/{NODE_NAME}/probability"' in source
     launch_params = {
@@ -28,7 +28,7 @@ def test_eval_launch_compiles_and_starts_this_package_s_executables():
         "bag_player": {"bag", "topics", "rate", "loop", "wait_for_subscribers"},
     }
     for module, params in launch_params.items():
-        module_source = (ROOT / "fcn_road_seg" / f"{module}.py").read_text()
+        module_source = (ROOT / "fcn_road_seg" / "ros" / f"{module}.py").read_text()
         for param in params:
             assert f'"{param}": ' in source, (module, param)
             assert f'declare_parameter("{param}"' in module_source, (module, param)

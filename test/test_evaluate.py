@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from fcn_road_seg import cli
-from fcn_road_seg.bag import (BagOut, bag_frame_names, image_message, message_to_bgr, open_bag, read_kitti_calib,
+from fcn_road_seg.evaluation.bag import (BagOut, bag_frame_names, image_message, message_to_bgr, open_bag, read_kitti_calib,
                               typestore, write_dataset_bag)
 from fcn_road_seg.errors import BagError, DatasetError, InputImageError
-from fcn_road_seg.evaluate import EvalConfig, decode_gt_message, run_evaluation
-from fcn_road_seg.evaluation import LatencyHistogram
-from fcn_road_seg.groundtruth import FolderSource, decode_kitti_gt
+from fcn_road_seg.evaluation.evaluate import EvalConfig, decode_gt_message, run_evaluation
+from fcn_road_seg.evaluation.streaming import LatencyHistogram
+from fcn_road_seg.evaluation.groundtruth import FolderSource, decode_kitti_gt
 from fcn_road_seg.images import read_bgr
 from fcn_road_seg.pipeline import RoadSegmenter
-from fcn_road_seg.report import REPORT_FILES
+from fcn_road_seg.evaluation.report import REPORT_FILES
 
 METRICS = ("MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU", "threshold_maxf", "frames", "pixels")
 IMAGE, GT = "/camera/image_raw", "/camera/road_gt"

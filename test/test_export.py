@@ -9,7 +9,7 @@ import torch
 
 from fcn_road_seg.contract import METADATA_PREFIX, ModelContract, read_onnx_contract
 from fcn_road_seg.errors import ContractError, ModelError
-from fcn_road_seg.export import DeployableFCN, export_checkpoint
+from fcn_road_seg.training.export import DeployableFCN, export_checkpoint
 
 
 def test_graph_is_uint8_nhwc_in_probability_out(tiny_onnx):

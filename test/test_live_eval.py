@@ -18,9 +18,9 @@ pytest.importorskip("rclpy", reason="rclpy is not installed (pip install '.[ros]
 import rclpy  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from fcn_road_seg.bag import write_dataset_bag  # noqa: E402
-from fcn_road_seg.evaluate import EvalConfig, run_evaluation  # noqa: E402
-from fcn_road_seg.groundtruth import FolderSource  # noqa: E402
+from fcn_road_seg.evaluation.bag import write_dataset_bag  # noqa: E402
+from fcn_road_seg.evaluation.evaluate import EvalConfig, run_evaluation  # noqa: E402
+from fcn_road_seg.evaluation.groundtruth import FolderSource  # noqa: E402
 from fcn_road_seg.pipeline import RoadSegmenter  # noqa: E402
 
 IMAGE, GT, PROBABILITY = "/camera/image_raw", "/camera/road_gt", "/road_segmentation/probability"
@@ -28,7 +28,7 @@ METRICS = ("MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU", "threshold_maxf", "f
 
 
 def _ros(module: str, *params: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", f"fcn_road_seg.{module}", "--ros-args"]
+    args = [sys.executable, "-m", f"fcn_road_seg.ros.{module}", "--ros-args"]
     for p in params:
         args += ["-p", p]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fcn_road_seg.metrics import RoadMetrics, quantize_probability
+from fcn_road_seg.evaluation.metrics import RoadMetrics, quantize_probability
 
 
 def devkit_reference(frames, threshold=0.5):

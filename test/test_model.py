@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fcn_road_seg.model import (
+from fcn_road_seg.training.model import (
     FCN,
     VARIANTS,
     FCNConfig,

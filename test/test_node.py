@@ -13,10 +13,10 @@ pytest.importorskip("rclpy", reason="rclpy is not installed (pip install '.[ros]
 import yaml  # noqa: E402  (PyYAML comes with rclpy)
 from rclpy.parameter import Parameter  # noqa: E402
 
-from fcn_road_seg.metrics import quantize_probability  # noqa: E402
-from fcn_road_seg.node import DEFAULTS, LIVE, NODE_NAME, RoadSegmentationNode  # noqa: E402
+from fcn_road_seg.evaluation.metrics import quantize_probability  # noqa: E402
+from fcn_road_seg.ros.node import DEFAULTS, LIVE, NODE_NAME, RoadSegmentationNode  # noqa: E402
 from fcn_road_seg.pipeline import RoadSegmenter  # noqa: E402
-from fcn_road_seg.ros_image import image_to_bgr  # noqa: E402
+from fcn_road_seg.ros.image_msgs import image_to_bgr  # noqa: E402
 
 from ros_frames import ENCODINGS, compressed_msg, image_msg  # noqa: E402
 from ros_harness import RAW_TOPIC, RosHarness, status_values, wait_until  # noqa: E402
@@ -280,7 +280,7 @@ def test_rviz_config_shows_the_topics_the_node_uses(road):
 
 def test_image_folder_publisher_plays_a_folder_once_or_looping(harness, tmp_path, kitti_images, camvid_images):
     from fcn_road_seg.errors import InputImageError
-    from fcn_road_seg.image_folder_publisher import ImageFolderPublisher
+    from fcn_road_seg.ros.image_folder_publisher import ImageFolderPublisher
 
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -9,8 +9,8 @@ pytest.importorskip("rclpy", reason="rclpy is not installed (pip install '.[ros]
 
 from rclpy.parameter import Parameter  # noqa: E402
 
-from fcn_road_seg.metrics import RoadMetrics  # noqa: E402
-from fcn_road_seg.node import NODE_NAME, RoadSegmentationNode  # noqa: E402
+from fcn_road_seg.evaluation.metrics import RoadMetrics  # noqa: E402
+from fcn_road_seg.ros.node import NODE_NAME, RoadSegmentationNode  # noqa: E402
 from fcn_road_seg.resources import default_model_path  # noqa: E402
 
 from ros_frames import image_msg  # noqa: E402

@@ -1,4 +1,4 @@
-"""The node and the demo as users start them: `python -m fcn_road_seg.node` (= road_seg_node) in its own
+"""The node and the demo as users start them: `python -m fcn_road_seg.ros.node` (= road_seg_node) in its own
 process, and the quickstart's `fcn-road-seg demo` job (real rclpy, headless)."""
 import os
 import signal
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _start(*ros_args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fcn_road_seg.node", "--ros-args", *ros_args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "fcn_road_seg.ros.node", "--ros-args", *ros_args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
 
 
@@ -57,7 +57,7 @@ def test_sigint_shuts_down_cleanly(tiny_onnx):
 
 
 def test_demo_plays_the_samples_through_the_node(tiny_onnx, tmp_path):
-    from fcn_road_seg.demo import DemoConfig, run_demo
+    from fcn_road_seg.ros.demo import DemoConfig, run_demo
 
     samples = sorted((ROOT / "samples").glob("*.jpg"))
     report = run_demo(DemoConfig(out=tmp_path, model=tiny_onnx, rate_hz=10.0, frames=len(samples) + 1,

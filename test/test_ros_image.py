@@ -11,7 +11,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from fcn_road_seg.errors import InputImageError  # noqa: E402
-from fcn_road_seg.ros_image import (  # noqa: E402
+from fcn_road_seg.ros.image_msgs import (  # noqa: E402
     SUPPORTED_ENCODINGS,
     array_to_image,
     compressed_to_bgr,

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from fcn_road_seg.contract import ModelContract
-from fcn_road_seg.engine import BuildOptions, calibration_batches
+from fcn_road_seg.trt.engine import BuildOptions, calibration_batches
 from fcn_road_seg.errors import BackendUnavailableError, DatasetError, EngineMismatchError, ModelError
-from fcn_road_seg.plan import (
+from fcn_road_seg.trt.plan import (
     EngineSidecar,
     GpuInfo,
     atomic_write_bytes,
@@ -90,7 +90,7 @@ def test_gpu_architecture_mismatch_is_an_error_and_same_arch_only_warns(caplog):
     expected = r"Orin \(compute capability 8.7\).*RTX 4090 \(compute capability 8.9\)"
     with pytest.raises(EngineMismatchError, match=expected):
         check_compatible(_sidecar(), "10.3.0", rtx4090)
-    with caplog.at_level(logging.WARNING, logger="fcn_road_seg.plan"):
+    with caplog.at_level(logging.WARNING, logger="fcn_road_seg.trt.plan"):
         check_compatible(_sidecar(gpu=a10), "10.3.0", rtx3090)
     assert "rebuild here" in caplog.text
     check_compatible(_sidecar(), "10.3.0", ORIN)  # same everything: silent
@@ -211,7 +211,7 @@ def test_build_options_are_validated():
 def test_without_tensorrt_every_entry_point_says_what_to_install(tmp_path, tiny_onnx):
     from fcn_road_seg.backends import open_backend
     from fcn_road_seg.backends.tensorrt import TensorRTBackend, open_tensorrt
-    from fcn_road_seg.engine import build_engine, cached_engine
+    from fcn_road_seg.trt.engine import build_engine, cached_engine
 
     plan = tmp_path / "road.plan"
     plan.write_bytes(b"not really a plan")
@@ -227,7 +227,7 @@ def test_without_tensorrt_every_entry_point_says_what_to_install(tmp_path, tiny_
 
 @pytest.mark.skipif(HAVE_PYCUDA, reason="pycuda is installed here; this checks the message where it is absent")
 def test_without_pycuda_the_cuda_layer_says_what_to_install():
-    from fcn_road_seg.backends.cuda_io import CudaDevice
+    from fcn_road_seg.trt.cuda_io import CudaDevice
 
     with pytest.raises(BackendUnavailableError, match="pycuda is not installed.*pip install pycuda"):
         CudaDevice(0)
@@ -240,7 +240,7 @@ def test_pycuda_stream_path_in_a_worker_thread():
     """Pinned buffers, one stream, async copies and event timing, used from a thread other than the creator."""
     import pycuda.driver as cuda
 
-    from fcn_road_seg.backends.cuda_io import CudaDevice, StreamIO, TensorSpec
+    from fcn_road_seg.trt.cuda_io import CudaDevice, StreamIO, TensorSpec
 
     device = CudaDevice(0)
     shape = (1, 96, 320, 3)
@@ -277,7 +277,7 @@ def test_fp16_engine_agrees_with_onnxruntime_and_is_cached(trt_cache, tiny_onnx,
     from fcn_road_seg.images import read_bgr
     from fcn_road_seg.pipeline import RoadSegmenter
 
-    with caplog.at_level(logging.INFO, logger="fcn_road_seg.engine"):
+    with caplog.at_level(logging.INFO, logger="fcn_road_seg.trt.engine"):
         trt_seg = RoadSegmenter(tiny_onnx, backend="tensorrt", cache_root=trt_cache)
     assert "engine cache miss" in caplog.text and trt_seg.backend.name == "tensorrt"
     plan = trt_seg.backend.path
@@ -294,7 +294,7 @@ def test_fp16_engine_agrees_with_onnxruntime_and_is_cached(trt_cache, tiny_onnx,
     trt_seg.close()
     mtime = plan.stat().st_mtime_ns
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="fcn_road_seg.engine"):
+    with caplog.at_level(logging.INFO, logger="fcn_road_seg.trt.engine"):
         again = RoadSegmenter(tiny_onnx, backend="tensorrt", cache_root=trt_cache)
     assert "engine cache hit" in caplog.text and again.backend.path == plan and plan.stat().st_mtime_ns == mtime
     again.close()
@@ -304,7 +304,7 @@ def test_fp16_engine_agrees_with_onnxruntime_and_is_cached(trt_cache, tiny_onnx,
 def test_plan_from_another_tensorrt_version_is_refused(trt_cache, tiny_onnx, tmp_path, monkeypatch):
     monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(trt_cache))  # the timing cache goes there, not to ~/.cache
     from fcn_road_seg.backends.tensorrt import TensorRTBackend
-    from fcn_road_seg.engine import build_engine
+    from fcn_road_seg.trt.engine import build_engine
 
     plan = build_engine(tiny_onnx, tmp_path / "road.plan")
     backend = TensorRTBackend(plan)

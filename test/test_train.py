@@ -10,12 +10,12 @@ import torch
 
 from fcn_road_seg import cli
 from fcn_road_seg.contract import read_onnx_contract
-from fcn_road_seg.datasets import IGNORE
-from fcn_road_seg.export import load_checkpoint
-from fcn_road_seg.train import build_datasets
-from fcn_road_seg.train import main as train_main
-from fcn_road_seg.train import road_loss
-from fcn_road_seg.train_args import add_train_args
+from fcn_road_seg.training.datasets import IGNORE
+from fcn_road_seg.training.export import load_checkpoint
+from fcn_road_seg.training.train import build_datasets
+from fcn_road_seg.training.train import main as train_main
+from fcn_road_seg.training.train import road_loss
+from fcn_road_seg.training.args import add_train_args
 
 
 @pytest.fixture()

@@ -8,10 +8,10 @@ from onnx import TensorProto, helper
 
 from conftest import make_random_net
 from fcn_road_seg.contract import ModelContract, read_onnx_contract
-from fcn_road_seg.export import export_onnx
+from fcn_road_seg.training.export import export_onnx
 from fcn_road_seg.errors import ModelError
 from fcn_road_seg.images import read_bgr
-from fcn_road_seg.trt_check import (
+from fcn_road_seg.trt.check import (
     FP16_MAX,
     MIN_MASK_AGREEMENT,
     activation_range,
@@ -57,7 +57,7 @@ def test_deploy_model_operators_and_static_shapes(deploy_model):
 
 @pytest.mark.parametrize("variant", ["fcn16s", "fcn32s"])
 def test_other_variants_at_opset17_pass_every_target(tmp_path, variant):
-    from fcn_road_seg.export import contract_for
+    from fcn_road_seg.training.export import contract_for
 
     net = make_random_net(variant)
     path = export_onnx(net, contract_for(net.config, (64, 192)), tmp_path / f"{variant}.onnx", opset=17)

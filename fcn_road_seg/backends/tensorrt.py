@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import ModelContract
-from ..engine import BuildOptions, cached_engine, import_tensorrt, trt_logger
+from ..trt.engine import BuildOptions, cached_engine, import_tensorrt, trt_logger
 from ..errors import ModelError
-from ..plan import check_compatible, read_sidecar
-from .cuda_io import CudaDevice, StreamIO, TensorSpec, import_pycuda
+from ..trt.plan import check_compatible, read_sidecar
+from ..trt.cuda_io import CudaDevice, StreamIO, TensorSpec, import_pycuda
 
 __all__ = ["TensorRTBackend", "open_tensorrt"]
 

@@ -18,7 +18,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from .errors import InputImageError
+from ..errors import InputImageError
 
 try:  # a system ROS 2 install ships cv_bridge; the PyPI wheels do not
     from cv_bridge import CvBridge, CvBridgeError

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import ModelContract, read_onnx_contract
-from .errors import BackendUnavailableError
+from ..contract import ModelContract, read_onnx_contract
+from ..errors import BackendUnavailableError
 
 __all__ = [
     "FP16_MAX",
@@ -47,7 +47,7 @@ OPS_FILE = "trt_onnx_ops.json"
 
 def supported_operators() -> dict:
     """The operator support table shipped with the package (targets -> operators, opset range, source)."""
-    return json.loads(resources.files("fcn_road_seg").joinpath("data", OPS_FILE).read_text())
+    return json.loads(resources.files(__package__).joinpath("data", OPS_FILE).read_text())
 
 
 @dataclass
@@ -182,8 +182,8 @@ def fp16_fidelity(model_path: str | Path, images: list[Path]) -> FidelityReport:
     """Segment ``images`` with the FP32 model and its FP16 conversion; compare masks at full frame size."""
     from tqdm import tqdm
 
-    from .images import read_bgr
-    from .pipeline import RoadSegmenter
+    from ..images import read_bgr
+    from ..pipeline import RoadSegmenter
 
     if not images:
         raise ValueError("the FP16 fidelity check needs at least one image")
@@ -235,8 +235,8 @@ class RangeReport:
 
 
 def _preprocessed_batches(contract: ModelContract, images: list[Path]):
-    from .images import read_bgr
-    from .pipeline import preprocess
+    from ..images import read_bgr
+    from ..pipeline import preprocess
 
     for path in images:
         yield preprocess(read_bgr(path), contract, color_order="bgr")

@@ -16,10 +16,10 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from .errors import FcnRoadSegError
-from .images import list_images, read_bgr
-from .ros_image import array_to_image
-from .ros_main import spin_node
+from ..errors import FcnRoadSegError
+from ..images import list_images, read_bgr
+from .image_msgs import array_to_image
+from .spin import spin_node
 
 __all__ = ["ImageFolderPublisher", "main"]
 

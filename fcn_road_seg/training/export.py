@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
-from .contract import DEFAULT_OPSET, ModelContract
-from .errors import ModelError
+from .. import __version__
+from ..contract import DEFAULT_OPSET, ModelContract
+from ..errors import ModelError
 from .model import FCN, FCNConfig
 
 __all__ = ["DeployableFCN", "load_checkpoint", "export_onnx", "export_checkpoint", "contract_for", "DEFAULT_OPSET"]

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import DatasetError
-from .images import IMAGE_SUFFIXES, read_bgr
+from ..errors import DatasetError
+from ..images import IMAGE_SUFFIXES, read_bgr
 
 __all__ = [
     "NON_ROAD",

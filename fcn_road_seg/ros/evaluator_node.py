@@ -8,7 +8,7 @@ evaluator. The report (same files) is written on the ``~/write_report`` service 
 on shutdown. Live reports have no per-stage latency (the segmentation node publishes its own on
 /diagnostics) and montage tiles are drawn over the GT, not the camera image.
 
-    python -m fcn_road_seg.evaluator_node --ros-args -p out:=report/ -p gt_topic:=/camera/road_gt
+    python -m fcn_road_seg.ros.evaluator_node --ros-args -p out:=report/ -p gt_topic:=/camera/road_gt
 """
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
-from .bag import bag_frame_names
-from .errors import FcnRoadSegError, InputImageError
-from .evaluate import decode_gt_message
-from .evaluation import Evaluation
-from .groundtruth import category_of
-from .report import write_report
-from .ros_main import spin_node
+from ..evaluation.bag import bag_frame_names
+from ..errors import FcnRoadSegError, InputImageError
+from ..evaluation.evaluate import decode_gt_message
+from ..evaluation.streaming import Evaluation
+from ..evaluation.groundtruth import category_of
+from ..evaluation.report import write_report
+from .spin import spin_node
 
 __all__ = ["RoadEvaluator", "main"]
 
@@ -61,7 +61,7 @@ class RoadEvaluator(Node):
             raise FcnRoadSegError("parameter 'out' is empty; pass -p out:=REPORT_DIR")
         self.contract = None
         if model:
-            from .contract import read_onnx_contract
+            from ..contract import read_onnx_contract
 
             self.contract = read_onnx_contract(model)
         if threshold <= 0.0:

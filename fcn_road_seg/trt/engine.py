@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import ModelContract, read_onnx_contract
-from .errors import BackendUnavailableError, DatasetError, InputImageError, ModelError
+from ..contract import ModelContract, read_onnx_contract
+from ..errors import BackendUnavailableError, DatasetError, InputImageError, ModelError
 from .plan import (
     PRECISIONS,
     EngineSidecar,
@@ -96,8 +96,8 @@ class BuildOptions:
 
 def calibration_batches(image_dir: str | Path, contract: ModelContract, max_images: int = 500):
     """Yield (name, uint8 (1, H, W, 3) batch) for calibration images, preprocessed exactly like RoadSegmenter."""
-    from .images import list_images, read_bgr
-    from .pipeline import preprocess
+    from ..images import list_images, read_bgr
+    from ..pipeline import preprocess
 
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
@@ -221,7 +221,7 @@ def _entropy_calibrator(trt, batches, input_nbytes: int, cache_path: Path):
 
 def current_gpu(device_index: int = 0) -> GpuInfo:
     """Name and compute capability of CUDA device ``device_index`` (via pycuda)."""
-    from .backends.cuda_io import CudaDevice
+    from .cuda_io import CudaDevice
 
     device = CudaDevice(device_index)
     try:
@@ -232,7 +232,7 @@ def current_gpu(device_index: int = 0) -> GpuInfo:
 
 def build_engine(onnx_path: str | Path, plan_path: str | Path, options: BuildOptions | None = None) -> Path:
     """Parse ``onnx_path``, build a plan with ``options``, write it and its sidecar atomically."""
-    from .backends.cuda_io import CudaDevice
+    from .cuda_io import CudaDevice
 
     trt = import_tensorrt()
     options = options or BuildOptions()

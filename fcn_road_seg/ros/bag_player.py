@@ -5,7 +5,7 @@ CDR bytes (no re-encoding), with the bag's timing divided by ``rate`` (``rate`` 
 optionally looping. ``wait_for_subscribers`` holds playback until every played topic has that many
 subscribers, so a test or launch file loses no frame to discovery.
 
-    python -m fcn_road_seg.bag_player --ros-args -p bag:=drive.bag -p rate:=0.5 -p loop:=false
+    python -m fcn_road_seg.ros.bag_player --ros-args -p bag:=drive.bag -p rate:=0.5 -p loop:=false
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from .bag import find_connection, open_bag
-from .errors import BagError, FcnRoadSegError
+from ..evaluation.bag import find_connection, open_bag
+from ..errors import BagError, FcnRoadSegError
 
 __all__ = ["BagPlayer", "PlayerConfig", "message_class", "main"]
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .errors import BagError, InputImageError
+from ..errors import BagError, InputImageError
 from .groundtruth import FolderSource, encode_mono8_gt, kitti_calib_path
 
 __all__ = [

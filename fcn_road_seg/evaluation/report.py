@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import DatasetError
-from .evaluation import Evaluation
+from ..errors import DatasetError
+from .streaming import Evaluation
 
 __all__ = ["write_report", "machine_info", "REPORT_FILES"]
 
@@ -34,7 +34,7 @@ def machine_info() -> dict[str, object]:
         except metadata.PackageNotFoundError:
             continue
     if "fcn_road_seg" not in versions:
-        from . import __version__
+        from .. import __version__
 
         versions["fcn_road_seg"] = __version__
     return {

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .contract import ModelContract
-from .errors import EngineMismatchError, ModelError
+from ..contract import ModelContract
+from ..errors import EngineMismatchError, ModelError
 
 __all__ = [
     "PRECISIONS",

@@ -41,10 +41,10 @@ from .datasets import (
     save_split,
     split_kitti,
 )
-from .errors import DatasetError
-from .metrics import RoadMetrics, RoadScores
+from ..errors import DatasetError
+from ..evaluation.metrics import RoadMetrics, RoadScores
 from .model import FCN, FCNConfig, load_imagenet_vgg16
-from .train_args import add_train_args
+from .args import add_train_args
 
 __all__ = ["build_datasets", "build_lr_lambda", "train_one_epoch", "evaluate", "main"]
 

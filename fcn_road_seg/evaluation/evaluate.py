@@ -19,9 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from .bag import (BagOut, bag_frame_names, find_connection, message_to_bgr, open_bag, stamp_ns, typestore)
-from .errors import BagError, DatasetError, InputImageError
-from .evaluation import Evaluation
-from .images import IMAGE_SUFFIXES, read_labels
+from ..errors import BagError, DatasetError, InputImageError
+from .streaming import Evaluation
+from ..images import IMAGE_SUFFIXES, read_labels
 from .groundtruth import (FolderSource, LabelledFrame, category_of, decode_class_index,
                           decode_kitti_gt, decode_mono8_gt)
 from .report import write_report

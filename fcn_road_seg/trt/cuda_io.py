@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import BackendUnavailableError
-from ..plan import GpuInfo
+from .plan import GpuInfo
 
 __all__ = ["CudaDevice", "StreamIO", "TensorSpec", "import_pycuda"]
 

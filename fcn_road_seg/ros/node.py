@@ -7,7 +7,7 @@ RoadSegmenter and publishes ``~/mask`` (mono8 0/255), ``~/overlay`` (bgr8) and `
 computed. ``/diagnostics`` reports rate, latency, drops and bad frames once a second.
 
 Run: ``ros2 run fcn_road_seg road_seg_node --ros-args --params-file config/road_seg.yaml`` or
-``python -m fcn_road_seg.node``.
+``python -m fcn_road_seg.ros.node``.
 """
 from __future__ import annotations
 
@@ -27,12 +27,12 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from .backends import BACKENDS
-from .errors import FcnRoadSegError, InputImageError, ModelError
-from .metrics import quantize_probability
-from .pipeline import RoadSegmenter
-from .ros_image import CONVERTER, array_to_image, describe, message_to_bgr
-from .ros_main import spin_node
+from ..backends import BACKENDS
+from ..errors import FcnRoadSegError, InputImageError, ModelError
+from ..evaluation.metrics import quantize_probability
+from ..pipeline import RoadSegmenter
+from .image_msgs import CONVERTER, array_to_image, describe, message_to_bgr
+from .spin import spin_node
 
 __all__ = ["RoadSegmentationNode", "NodeConfig", "LiveSettings", "DEFAULTS", "check_parameter", "main"]
 

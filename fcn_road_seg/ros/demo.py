@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .errors import FcnRoadSegError
+from ..errors import FcnRoadSegError
 
 __all__ = ["DemoConfig", "DemoReport", "run_demo"]
 
@@ -87,8 +87,8 @@ def run_demo(config: DemoConfig) -> DemoReport:
 
     from .image_folder_publisher import ImageFolderPublisher
     from .node import RoadSegmentationNode
-    from .resources import samples_dir
-    from .ros_image import image_to_bgr
+    from ..resources import samples_dir
+    from .image_msgs import image_to_bgr
 
     images = config.images or samples_dir()
     config.out.mkdir(parents=True, exist_ok=True)

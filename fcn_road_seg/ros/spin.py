@@ -8,7 +8,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
 
-from .errors import FcnRoadSegError
+from ..errors import FcnRoadSegError
 
 __all__ = ["spin_node"]
 

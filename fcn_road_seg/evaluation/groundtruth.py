@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetError, InputImageError
-from .images import IMAGE_SUFFIXES, read_bgr, read_labels
+from ..errors import DatasetError, InputImageError
+from ..images import IMAGE_SUFFIXES, read_bgr, read_labels
 
 __all__ = [
     "GT_IGNORE_VALUE",
