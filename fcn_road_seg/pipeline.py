@@ -15,8 +15,9 @@ import numpy as np
 from .backends import Backend, open_backend
 from .contract import ModelContract
 from .errors import InputImageError
+from .preprocess import preprocess
 
-__all__ = ["RoadSegmenter", "RoadMask", "overlay", "preprocess", "MAX_UPSCALE", "MIN_SIDE"]
+__all__ = ["RoadSegmenter", "RoadMask", "overlay", "MAX_UPSCALE", "MIN_SIDE"]
 
 # A frame is refused when the network would have to enlarge it more than this (it would invent detail),
 # or when a side is shorter than MIN_SIDE pixels.
@@ -45,26 +46,6 @@ def overlay(frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5, color_order
     out = frame.copy()
     cv2.copyTo(blended, mask, out)  # where mask != 0; OpenCV's masked copy, ~50x faster than np.copyto(where=)
     return out
-
-
-def preprocess(
-    frame: np.ndarray, contract: ModelContract, *, color_order: str = "bgr", out: np.ndarray | None = None
-) -> np.ndarray:
-    """Resize ``frame`` to the contract's network size in its channel order: the (1, H, W, 3) uint8 batch.
-
-    The one preprocessing step of every path (segment, INT8 calibration, checks); writes into ``out`` if given.
-    """
-    order = color_order.upper()
-    if order not in ("RGB", "BGR"):
-        raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
-    net_h, net_w = contract.input_height, contract.input_width
-    batch = np.empty(contract.input_shape, dtype=np.uint8) if out is None else out
-    shrinking = frame.shape[0] * frame.shape[1] > net_h * net_w
-    net_input = batch[0]  # resized straight into the network batch, channels swapped in place
-    cv2.resize(frame, (net_w, net_h), dst=net_input, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    if order != contract.channel_order:
-        cv2.cvtColor(net_input, cv2.COLOR_BGR2RGB, dst=net_input)
-    return batch
 
 
 class RoadSegmenter:

@@ -118,7 +118,7 @@ def test_fp16_mask_agrees_with_fp32_on_real_frames(deploy_model, real_frames):
 
 def test_activation_range_of_fp32_model_fits_fp16(deploy_model, real_frames):
     from fcn_road_seg.contract import read_onnx_contract
-    from fcn_road_seg.pipeline import preprocess
+    from fcn_road_seg.preprocess import preprocess
 
     report = activation_range(deploy_model, real_frames)
     sys.stdout.write("\n" + "\n".join(report.lines()) + "\n")

@@ -2,6 +2,9 @@
 
 A backend is built from a model file, exposes its ``contract``, and maps a uint8 NHWC batch of the
 contract's shape to road probability (N, H, W) float32. ``open_backend`` picks one by name or ``auto``.
+
+May import the core leaves (contract, errors) and, for TensorRT, the build side in ``trt``; never the
+pipeline, ``ros``, ``training`` or ``evaluation``.
 """
 from __future__ import annotations
 

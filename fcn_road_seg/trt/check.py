@@ -236,7 +236,7 @@ class RangeReport:
 
 def _preprocessed_batches(contract: ModelContract, images: list[Path]):
     from ..images import read_bgr
-    from ..pipeline import preprocess
+    from ..preprocess import preprocess
 
     for path in images:
         yield preprocess(read_bgr(path), contract, color_order="bgr")

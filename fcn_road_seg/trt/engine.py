@@ -97,7 +97,7 @@ class BuildOptions:
 def calibration_batches(image_dir: str | Path, contract: ModelContract, max_images: int = 500):
     """Yield (name, uint8 (1, H, W, 3) batch) for calibration images, preprocessed exactly like RoadSegmenter."""
     from ..images import list_images, read_bgr
-    from ..pipeline import preprocess
+    from ..preprocess import preprocess
 
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
