@@ -15,7 +15,7 @@ from .errors import ContractError, ModelError
 
 __all__ = ["ModelContract", "CONTRACT_VERSION", "DEFAULT_OPSET", "METADATA_PREFIX", "read_onnx_contract"]
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2  # 2: the uint8 input feeds only a Cast (TensorRT-parsable)
 DEFAULT_OPSET = 17  # the newest ONNX opset both TensorRT 8.6 (JetPack 6.0) and 10.x parse
 METADATA_PREFIX = "fcn_road_seg."
 

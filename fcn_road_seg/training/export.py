@@ -35,9 +35,10 @@ class DeployableFCN(nn.Module):
         self.register_buffer("shift", (-torch.tensor(mean, dtype=torch.float32) / std_t).view(1, 1, 1, 3))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        # Normalise after the layout change: per-channel broadcast over NCHW planes runs ~2x faster in
-        # ONNX Runtime than over NHWC's innermost axis of 3 (same arithmetic, bit-identical output).
-        x = image.permute(0, 3, 1, 2).to(torch.float32) * self.scale.view(1, 3, 1, 1) + self.shift.view(1, 3, 1, 1)
+        # Cast first: TensorRT's ONNX parser accepts uint8 only as a network input feeding a Cast (no
+        # Transpose of uint8). Normalise after the layout change: per-channel broadcast over NCHW planes
+        # runs ~2x faster in ONNX Runtime than over NHWC's innermost axis of 3 (same arithmetic).
+        x = image.to(torch.float32).permute(0, 3, 1, 2) * self.scale.view(1, 3, 1, 1) + self.shift.view(1, 3, 1, 1)
         logits = self.net(x)
         # Two-class softmax, road channel: softmax(l)[1] == sigmoid(l1 - l0).
         return torch.sigmoid(logits[:, 1] - logits[:, 0])
