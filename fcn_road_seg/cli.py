@@ -236,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, help="KITTI data_road/training folder, class-index folder, or bag")
     p.add_argument("--out", type=Path, required=True, help="report folder (report.json/.md, pr_curve.png, montage.png)")
     p.add_argument("--layout", default="auto", choices=["auto", "kitti", "class-index", "bag"], help="source kind")
-    p.add_argument("--split", help="class-index folders: split list, e.g. test.txt")
+    p.add_argument("--split", help="only the frames of a split list (one name per line), e.g. test.txt or "
+                   "splits/kitti_road_val.txt")
     p.add_argument("--road-id", type=int, default=3, help="class-index: road class (CamVid: 3)")
     p.add_argument("--ignore-id", type=int, default=11, help="class-index: not-evaluated class (-1: none)")
     p.add_argument("--image-topic", help="bag: image topic (sensor_msgs/Image or CompressedImage)")

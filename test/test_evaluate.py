@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,7 +15,7 @@ from fcn_road_seg.evaluation.bag import (BagOut, bag_frame_names, image_message,
 from fcn_road_seg.errors import BagError, DatasetError, InputImageError
 from fcn_road_seg.evaluation.evaluate import EvalConfig, decode_gt_message, run_evaluation
 from fcn_road_seg.evaluation.streaming import LatencyHistogram
-from fcn_road_seg.evaluation.groundtruth import FolderSource, decode_kitti_gt
+from fcn_road_seg.evaluation.groundtruth import FolderSource, category_of, decode_kitti_gt
 from fcn_road_seg.images import read_bgr
 from fcn_road_seg.pipeline import RoadSegmenter
 from fcn_road_seg.evaluation.report import REPORT_FILES
@@ -259,3 +260,22 @@ def test_compressed_image_bag_equals_folder_and_keeps_few_tiles(segmenter, tmp_p
     assert _metrics(report) == _metrics(folder)
     assert len(report["best"]) == len(report["worst"]) == 1  # only `keep` tiles per end are held
     assert report["best"][0]["IoU"] >= report["worst"][0]["IoU"]
+
+
+def test_kitti_jpeg_folder_pairs_png_gt_and_honours_the_split(shared_data):
+    """The JPEG copy of KITTI road keeps PNG GT; the repo's validation split picks 16 frames per category."""
+    train_dir = shared_data / "kitti_road_train"
+    if not train_dir.is_dir():
+        pytest.skip(f"{train_dir} absent (the shared KITTI road training set)")
+    val = Path(__file__).resolve().parents[1] / "splits" / "kitti_road_val.txt"
+    everything = FolderSource(train_dir, "kitti")
+    assert len(everything) == 231
+    assert all(img.suffix == ".jpg" and gt.suffix == ".png" for img, gt in everything.pairs)
+    source = FolderSource(train_dir, "kitti", split=str(val))
+    assert [img.stem for img, _ in source.pairs] == val.read_text().split()
+    assert {category_of(img.stem) for img, _ in source.pairs} == {"um", "umm", "uu"} and len(source) == 48
+    frame = next(iter(source))
+    assert frame.error is None and frame.road.shape == frame.image.shape[:2] and frame.road.any()
+    bad = Path(str(val) + ".bad")
+    with pytest.raises(DatasetError, match="not found"):
+        FolderSource(train_dir, "kitti", split=str(bad))

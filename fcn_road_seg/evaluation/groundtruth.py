@@ -95,17 +95,36 @@ def _training_dir(root: Path) -> Path:
     )
 
 
-def kitti_pairs(root: str | Path) -> list[tuple[Path, Path]]:
-    """(image, road GT) pairs of a KITTI ``data_road/training`` folder, sorted; images without GT raise."""
+def read_split(split: str | Path, root: Path) -> list[str]:
+    """Frame names (file stems) listed in a split file (one per line; a path or suffix is ignored)."""
+    split_file = Path(split) if Path(split).is_file() else root / split
+    if not split_file.is_file():
+        raise DatasetError(f"split list {split} not found (looked in {root} too); give e.g. --split test.txt")
+    return [Path(line).stem for line in split_file.read_text().split()]
+
+
+def kitti_pairs(root: str | Path, split: str | Path | None = None) -> list[tuple[Path, Path]]:
+    """(image, road GT) pairs of a KITTI ``data_road/training`` folder, sorted, optionally only the frames of a
+    split list; images without GT raise. GT is ``<cat>_road_<idx>.png`` whatever the image's suffix (JPEG
+    copies of the images keep PNG GT)."""
     train = _training_dir(Path(root))
     images = sorted(p for p in (train / "image_2").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if split is not None:
+        wanted = read_split(split, Path(root))
+        by_stem = {p.stem: p for p in images}
+        unknown = [n for n in wanted if n not in by_stem]
+        if unknown:
+            raise DatasetError(f"{len(unknown)} frames of split {split} are not in {train / 'image_2'} "
+                               f"(e.g. {unknown[0]}); list image names such as um_000000")
+        images = [by_stem[n] for n in wanted]
     if not images:
         raise DatasetError(f"no images in {train / 'image_2'}")
     pairs, missing = [], []
     for image in images:
         category, _, index = image.stem.partition("_")
-        gt = train / "gt_image_2" / f"{category}_road_{index}{image.suffix}"
-        (pairs.append((image, gt)) if gt.is_file() else missing.append(image.name))
+        candidates = [train / "gt_image_2" / f"{category}_road_{index}{suffix}" for suffix in (".png", image.suffix)]
+        gt = next((c for c in candidates if c.is_file()), None)
+        (pairs.append((image, gt)) if gt is not None else missing.append(image.name))
     if missing:
         raise DatasetError(
             f"{len(missing)} of {len(images)} images in {train / 'image_2'} have no road GT in gt_image_2/ "
@@ -127,10 +146,8 @@ def class_index_pairs(root: str | Path, split: str | None = None) -> list[tuple[
     if not images_dir.is_dir() or not labels_dir.is_dir():
         raise DatasetError(f"{root} is not a class-index folder: expected images/ and labels/ (CamVid layout)")
     if split is not None:
-        split_file = Path(split) if Path(split).is_file() else root / split
-        if not split_file.is_file():
-            raise DatasetError(f"split list {split} not found (looked in {root} too); give e.g. --split test.txt")
-        names = [Path(line).name for line in split_file.read_text().split()]
+        suffix_of = {p.stem: p.suffix for p in images_dir.iterdir()}
+        names = [n + suffix_of.get(n, ".png") for n in read_split(split, root)]
     else:
         names = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not names:
@@ -154,7 +171,8 @@ class FolderSource:
     def __post_init__(self) -> None:
         if self.layout not in ("kitti", "class-index"):
             raise ValueError(f"layout must be 'kitti' or 'class-index', got {self.layout!r}")
-        self.pairs = kitti_pairs(self.root) if self.layout == "kitti" else class_index_pairs(self.root, self.split)
+        self.pairs = (kitti_pairs(self.root, self.split) if self.layout == "kitti"
+                      else class_index_pairs(self.root, self.split))
 
     def __len__(self) -> int:
         return len(self.pairs)
