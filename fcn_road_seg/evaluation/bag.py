@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import BagError, InputImageError
+from ..images import decode_bgr
 from .groundtruth import FolderSource, encode_mono8_gt, kitti_calib_path
 
 __all__ = [
@@ -74,6 +75,8 @@ def message_to_bgr(msg) -> np.ndarray:
     """rosbags Image/CompressedImage -> HxWx3 BGR uint8; InputImageError when it cannot be decoded."""
     from rosbags.image import ImageError, message_to_cvimage
 
+    if msg.__msgtype__ == "sensor_msgs/msg/CompressedImage":  # verified first: truncated JPEG/PNG is refused
+        return decode_bgr(bytes(msg.data), f"CompressedImage '{msg.format}'", warn=False)
     try:
         frame = message_to_cvimage(msg, "bgr8")
     except (ImageError, ValueError, TypeError, cv2.error) as err:  # TypeError: data shorter than h*step

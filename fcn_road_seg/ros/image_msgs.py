@@ -1,9 +1,10 @@
 """sensor_msgs Image/CompressedImage <-> numpy.
 
-Incoming frames are converted to HxWx3 BGR uint8 with cv_bridge where it is installed (system ROS 2),
+Incoming raw frames are converted to HxWx3 BGR uint8 with cv_bridge where it is installed (system ROS 2),
 else with ``rosbags-image``, which reads rclpy messages directly (same field names). Only the 8-bit
 colour/grey/Bayer/YUV 4:2:2 encodings the model can use are accepted; anything else, corrupt data or a
-size/step mismatch raises InputImageError naming the encoding and the size.
+size/step mismatch raises InputImageError naming the encoding and the size. Compressed frames are
+verified (truncated or corrupt JPEG/PNG is refused) and decoded by ``images.decode_bgr``, as files are.
 
 Outgoing mono8/bgr8 messages are filled from a contiguous numpy buffer with one copy into the
 message's ``array('B')`` (assigning bytes would make rclpy check every element in Python).
@@ -19,6 +20,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from ..errors import InputImageError
+from ..images import decode_bgr
 
 try:  # a system ROS 2 install ships cv_bridge; the PyPI wheels do not
     from cv_bridge import CvBridge, CvBridgeError
@@ -105,24 +107,14 @@ def image_to_bgr(msg: Image) -> np.ndarray:
 
 
 def compressed_to_bgr(msg: CompressedImage) -> np.ndarray:
-    """sensor_msgs/CompressedImage (JPEG or PNG) -> HxWx3 BGR uint8."""
+    """sensor_msgs/CompressedImage (JPEG or PNG) -> HxWx3 BGR uint8.
+
+    The bytes are verified first (``images.verify_encoded``): a truncated or corrupt frame raises
+    InputImageError instead of decoding with its missing part filled in.
+    """
     if "compresseddepth" in msg.format.lower():
         raise InputImageError(f"{describe(msg)}: depth images cannot be segmented; subscribe to a colour topic")
-    try:
-        if _BRIDGE is not None:
-            frame = _BRIDGE.compressed_imgmsg_to_cv2(msg, desired_encoding="bgr8")
-        else:
-            from rosbags.image import compressed_image_to_cvimage
-            from rosbags.image.image import convert_color
-
-            frame = compressed_image_to_cvimage(msg, "bgr8")
-            if frame is not None and frame.ndim == 2:  # grey JPEG/PNG decode to one channel
-                frame = convert_color(frame, "mono8", "bgr8")
-    except _CONVERSION_ERRORS as err:
-        raise InputImageError(f"{describe(msg)}: corrupt or not a JPEG/PNG image ({err or 'decode failed'})") from err
-    if frame is None or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise InputImageError(f"{describe(msg)}: corrupt or not an 8-bit JPEG/PNG image")
-    return frame
+    return decode_bgr(bytes(msg.data), describe(msg), warn=False)
 
 
 def message_to_bgr(msg: Image | CompressedImage) -> np.ndarray:

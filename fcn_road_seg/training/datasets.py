@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DatasetError
-from ..images import IMAGE_SUFFIXES, read_bgr
+from ..errors import DatasetError, InputImageError
+from ..images import IMAGE_SUFFIXES, read_bgr, read_labels, verify_encoded
 
 __all__ = [
     "NON_ROAD",
@@ -121,8 +121,8 @@ def read_target(label: Path, spec: LabelSpec) -> tuple[np.ndarray, int]:
     """Read one label file into a target map; returns (target, unexpected-colour pixel count)."""
     if spec.kind == "kitti":
         return decode_kitti_road(cv2.cvtColor(read_bgr(label), cv2.COLOR_BGR2RGB))
-    ids = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
-    if ids is None or ids.ndim != 2:
+    ids = read_labels(label)
+    if ids.ndim != 2:
         raise DatasetError(f"{label} is not a single-channel class-index PNG; convert it or use the KITTI layout")
     target = np.where(ids == spec.road_id, np.uint8(ROAD), np.uint8(NON_ROAD))
     if spec.ignore_id is not None:
@@ -208,11 +208,21 @@ def class_index_samples(
 
 
 def check_sizes(samples: list[Sample], what: str) -> None:
-    """Every image has the size of its label, read from the file headers (fast); DatasetError if not."""
+    """Every image and label is a complete, uncorrupted file (``images.verify_encoded``) of the same size as
+    its pair (read from the file headers); DatasetError listing the files if not."""
     from PIL import Image
 
     if not samples:
         raise DatasetError(f"the {what} split is empty; check the split list or --val-fraction")
+    corrupt = []
+    for path in (p for s in samples for p in (s.image, s.label)):
+        try:
+            verify_encoded(path.read_bytes(), str(path))
+        except (InputImageError, OSError) as err:
+            corrupt.append(str(err))
+    if corrupt:
+        raise DatasetError(f"{len(corrupt)} {what} files are unreadable: {'; '.join(corrupt[:3])}; "
+                           "replace or remove them (and their pairs) before training")
     bad = []
     for s in samples:
         with Image.open(s.image) as im, Image.open(s.label) as lb:
