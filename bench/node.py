@@ -189,7 +189,8 @@ def _start_node(settings: Settings, env: dict[str, str], log_file) -> subprocess
     """The node as its own process; its log goes to ``log_file`` (a pipe nobody reads could stall it)."""
     cmd = [sys.executable, "-m", "fcn_road_seg.ros.node", "--ros-args", "-p", f"model:={settings.model}",
            "-p", "backend:=onnxruntime", "-p", f"image_topic:={INPUT_TOPIC}",
-           "-p", "publish_overlay:=false", "-p", "publish_probability:=false", "-p", f"input_qos:={settings.input_qos}"]
+           "-p", "publish_overlay:=false", "-p", "publish_probability:=false", "-p", f"input_qos:={settings.input_qos}",
+           "-p", "frozen_frames:=0"]  # one frame sent over and over is what a frozen camera looks like
     log.info("starting the node: %s", " ".join(cmd))
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
 

@@ -1,5 +1,9 @@
 """The road_segmentation node with real rclpy (localhost DDS, the test's ROS_DOMAIN_ID) and a compact
 random FCN-8s: headers, encodings, compressed input, bad frames, bursts, live parameters, shutdown."""
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,6 +15,7 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy is not installed (pip install '.[ros]' or source a ROS 2 install)")
 
 import yaml  # noqa: E402  (PyYAML comes with rclpy)
+from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from fcn_road_seg.evaluation.metrics import quantize_probability  # noqa: E402
@@ -155,6 +160,7 @@ def test_burst_is_absorbed_without_backlog(harness, road, camvid_frame):
     headers = []
     t0 = time.monotonic()
     for i in range(100):
+        frame.data[i % 50] = i  # a camera's noise: no two frames alike (identical ones count as a frozen camera)
         frame.header = probe.header()
         headers.append(frame.header)
         probe.raw_pub.publish(frame)
@@ -237,9 +243,73 @@ def test_compressed_transport(harness, tiny_onnx, offline, kitti_frame):
         corrupt.header = probe.header()
         probe.compressed_pub.publish(corrupt)
         wait_until(lambda: node.stats()["bad_frames"] == 1, what="the corrupt frame to be counted")
+        # the first half of a real JPEG: OpenCV would decode it with the lower half grey (marked road)
+        for fmt in ("jpeg", "png"):
+            truncated = compressed_msg(kitti_frame, fmt)
+            truncated.data = truncated.data[: len(truncated.data) // 2]
+            truncated.header = probe.header()
+            probe.compressed_pub.publish(truncated)
+            wait_until(lambda n=2 + (fmt == "png"): node.stats()["bad_frames"] == n, what=f"the half {fmt} counted")
+            time.sleep(0.2)
+            assert truncated.header.stamp.sec not in {k[0] for k in probe.images[topic]}  # nothing published
         (mask,) = roundtrip(harness, compressed_msg(kitti_frame, "png"), (topic,), probe.compressed_pub)
     finally:
         harness.remove(node)
+
+
+def test_camera_faults_publish_nothing_and_set_diagnostics_to_error(harness, road, kitti_frame, camvid_frame):
+    probe = harness.probe
+    ERROR = DiagnosticStatus.ERROR
+
+    def published(msg) -> bool:
+        return (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) in probe.images[MASK]
+
+    def send_faulty(frame, reason):
+        before = road.stats()["camera_faults"]
+        msg = image_msg(frame, "bgr8", probe.header())
+        probe.raw_pub.publish(msg)
+        wait_until(lambda: road.stats()["camera_faults"] == before + 1, what=f"the {reason} frame to be counted")
+        assert road.stats()["camera_fault"].startswith(reason)
+        status = probe.latest_status(NODE_NAME, lambda s: s.level == ERROR and reason in s.message)
+        assert status_values(status)["camera_fault"].startswith(reason)
+        time.sleep(0.2)
+        assert not published(msg)  # no mask, overlay or probability for it
+        return msg
+
+    # a real frame at dusk (a quarter of the light) is still a frame to segment
+    roundtrip(harness, image_msg((kitti_frame * 0.25).astype(np.uint8), "bgr8"))
+    rng = np.random.default_rng(0)
+    send_faulty(np.full_like(kitti_frame, 128), "blank")  # featureless grey
+    noise = np.clip(rng.normal(60, 1.0, kitti_frame.shape), 0, 255).astype(np.uint8)  # capped lens: noise only
+    send_faulty(noise, "blank")
+    send_faulty(cv2.convertScaleAbs(kitti_frame, alpha=40), "saturated")  # over-exposed real frame: white
+    send_faulty(np.where(kitti_frame > 245, kitti_frame, 0).astype(np.uint8), "saturated")  # night: black but glare
+    # frozen: the same real frame byte for byte; the first frozen_frames repeats are still segmented
+    frozen = image_msg(camvid_frame, "bgr8")
+    for _ in range(DEFAULTS["frozen_frames"]):
+        roundtrip(harness, frozen)
+    for _ in range(2):
+        before = road.stats()["camera_faults"]
+        frozen.header = probe.header()
+        probe.raw_pub.publish(frozen)
+        wait_until(lambda: road.stats()["camera_faults"] == before + 1, what="the frozen frame to be counted")
+        assert road.stats()["camera_fault"].startswith("frozen camera")
+    probe.latest_status(NODE_NAME, lambda s: s.level == ERROR and "frozen camera" in s.message)
+    time.sleep(0.2)
+    assert not published(frozen)
+    # the camera recovers: masks again, and the fault is cleared in diagnostics
+    roundtrip(harness, image_msg(kitti_frame, "bgr8"))
+    assert road.stats()["camera_fault"] == "none"
+    status = probe.latest_status(NODE_NAME, lambda s: status_values(s)["camera_fault"] == "none"
+                                 and int(status_values(s)["camera_faults"]) >= 6)
+    assert status.level != ERROR
+    # the limits are live parameters, checked like the others; frozen_frames 0 turns that check off
+    (result,) = probe.set_parameters(NODE_NAME, saturated_fraction=0.2)
+    assert not result.successful and "out of range" in result.reason
+    assert probe.set_parameters(NODE_NAME, frozen_frames=0)[0].successful
+    for _ in range(DEFAULTS["frozen_frames"] + 2):
+        roundtrip(harness, frozen)
+    assert probe.set_parameters(NODE_NAME, frozen_frames=DEFAULTS["frozen_frames"])[0].successful
 
 
 def test_unwatched_outputs_are_not_computed_and_shutdown_is_clean(harness, tiny_onnx, camvid_frame):
@@ -258,6 +328,33 @@ def test_unwatched_outputs_are_not_computed_and_shutdown_is_clean(harness, tiny_
     assert len(workers) == 2  # this node's and the module's node
     harness.remove(node)
     assert sum(t.is_alive() for t in workers) == 1  # joined in destroy_node
+
+
+def test_folder_publisher_process_to_a_reliable_node_loses_no_frame(harness, tiny_onnx, tmp_path, shared_data):
+    """What road.launch.py images:=DIR starts: image_folder_publisher in its own process (reliable) and the
+    node with input_qos reliable; every large raw frame arrives (best effort lost most of them)."""
+    frames = sorted((shared_data / "kitti_road_train" / "training" / "image_2").glob("*.jpg"))[:8]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for path in frames:
+        shutil.copy(path, folder)
+    topic = "/fcn_test/folder_qos"
+    node = harness.add(RoadSegmentationNode(context=harness.context, namespace="qos", parameter_overrides=[
+        Parameter("model", value=str(tiny_onnx)), Parameter("image_topic", value=topic),
+        Parameter("input_qos", value="reliable")]))
+    proc = subprocess.Popen([sys.executable, "-m", "fcn_road_seg.ros.image_folder_publisher", "--ros-args",
+                             "-p", f"folder:={folder}", "-p", "rate_hz:=4.0", "-p", "loop:=false",
+                             "-p", f"image_topic:={topic}", "-p", "wait_for_subscribers:=1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        wait_until(lambda: node.stats()["received"] >= len(frames), timeout=60, what="every frame at the node")
+        time.sleep(0.5)
+        assert node.stats()["received"] == len(frames)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+        harness.remove(node)
+    assert f"published all {len(frames)} images" in out, out
 
 
 def test_parameters_are_declared_with_yaml_defaults(road):

@@ -4,7 +4,9 @@ Threading (see docs/architecture.md): the subscription callback only keeps the n
 it replaces is counted as dropped) and wakes the worker; one worker thread converts the frame, runs the
 RoadSegmenter and publishes ``~/mask`` (mono8 0/255), ``~/overlay`` (bgr8) and ``~/probability``
 (mono8, ``metrics.quantize_probability``) with the input's header. Outputs nobody subscribes to are not
-computed. ``/diagnostics`` reports rate, latency, drops and bad frames once a second.
+computed. Frames with no usable content (blank, saturated, frozen: ``camera_faults``) are counted and
+get no output; ``/diagnostics`` reports rate, latency, drops, bad frames and camera faults once a second
+(ERROR while a camera fault lasts).
 
 Run: ``ros2 run fcn_road_seg road_seg_node --ros-args --params-file config/road_seg.yaml`` or
 ``python -m fcn_road_seg.ros.node``.
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -31,6 +33,7 @@ from ..backends import BACKENDS
 from ..errors import FcnRoadSegError, InputImageError, ModelError
 from ..evaluation.metrics import quantize_probability
 from ..pipeline import RoadSegmenter
+from .camera_faults import CameraFaultCheck, FaultLimits
 from .image_msgs import CONVERTER, array_to_image, describe, message_to_bgr
 from .spin import spin_node
 
@@ -54,6 +57,9 @@ DEFAULTS = {
     "publish_overlay": True,
     "publish_probability": True,
     "max_rate_hz": 0.0,
+    "blank_stddev": FaultLimits.blank_stddev,
+    "saturated_fraction": FaultLimits.saturated_fraction,
+    "frozen_frames": FaultLimits.frozen_frames,
 }
 CHOICES = {
     "backend": BACKENDS,
@@ -61,8 +67,10 @@ CHOICES = {
     "input_qos": ("sensor_data", "reliable"),
     "output_qos": ("reliable", "sensor_data"),
 }
-LIVE = ("threshold", "overlay_alpha", "publish_overlay", "publish_probability", "max_rate_hz")
-_RANGES = {"threshold": (0.0, 1.0), "overlay_alpha": (0.0, 1.0), "max_rate_hz": (0.0, 1000.0)}
+LIVE = ("threshold", "overlay_alpha", "publish_overlay", "publish_probability", "max_rate_hz", "blank_stddev",
+        "saturated_fraction", "frozen_frames")
+_RANGES = {"threshold": (0.0, 1.0), "overlay_alpha": (0.0, 1.0), "max_rate_hz": (0.0, 1000.0),
+           "blank_stddev": (0.0, 255.0), "saturated_fraction": (0.5, 1.0), "frozen_frames": (0, 1000)}
 _DESCRIPTIONS = {
     "model": "road model: .onnx or TensorRT plan; empty = the shipped model",
     "backend": "inference runtime",
@@ -75,6 +83,9 @@ _DESCRIPTIONS = {
     "publish_overlay": "compute and publish ~/overlay (only while someone subscribes)",
     "publish_probability": "compute and publish ~/probability (only while someone subscribes)",
     "max_rate_hz": "most frames segmented per second; 0 = as fast as the model runs",
+    "blank_stddev": "camera fault 'blank': every channel's standard deviation below this (grey levels); 0 = off",
+    "saturated_fraction": "camera fault 'saturated': more than this share of pixels black or white; 1 = off",
+    "frozen_frames": "camera fault 'frozen': this many byte-identical repeats of a frame in a row; 0 = off",
 }
 
 
@@ -99,7 +110,10 @@ def _descriptor(name: str) -> ParameterDescriptor:
         descriptor.additional_constraints = "one of: " + ", ".join(CHOICES[name])
     if name in _RANGES:
         low, high = _RANGES[name]
-        descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
+        if isinstance(DEFAULTS[name], int):
+            descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
+        else:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
     return descriptor
 
 
@@ -124,6 +138,13 @@ class LiveSettings:
     publish_overlay: bool
     publish_probability: bool
     max_rate_hz: float
+    blank_stddev: float
+    saturated_fraction: float
+    frozen_frames: int
+
+    @property
+    def fault_limits(self) -> FaultLimits:
+        return FaultLimits(self.blank_stddev, self.saturated_fraction, self.frozen_frames)
 
 
 def _qos(kind: str, depth: int) -> QoSProfile:
@@ -138,6 +159,8 @@ class _Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.received = self.processed = self.dropped = self.bad_frames = self.errors = self.idle = 0
+        self.camera_faults = 0
+        self.fault: str | None = None  # the camera fault of the newest frame looked at; None once a frame is fine
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.pipeline_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.done_at: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -167,7 +190,9 @@ class _Stats:
             span = max(1.0, min(window_s, now - self.first_done)) if self.first_done is not None else 1.0
             latency = np.array(self.latency_ms) if self.latency_ms else None
             pipeline = np.array(self.pipeline_ms) if self.pipeline_ms else None
-            snap = {k: getattr(self, k) for k in ("received", "processed", "dropped", "bad_frames", "errors", "idle")}
+            snap = {k: getattr(self, k) for k in ("received", "processed", "dropped", "bad_frames", "camera_faults",
+                                                  "errors", "idle")}
+            snap["camera_fault"] = self.fault or "none"
         snap["rate_hz"] = recent / span
         nan = float("nan")
         snap["latency_p50_ms"] = float(np.percentile(latency, 50)) if latency is not None else nan
@@ -188,6 +213,7 @@ class RoadSegmentationNode(Node):
         self._stopping = False
         self._worker: threading.Thread | None = None
         self._segmenter: RoadSegmenter | None = None
+        self._faults = CameraFaultCheck()
         try:
             for name, default in DEFAULTS.items():
                 self.declare_parameter(name, default, _descriptor(name))
@@ -318,6 +344,8 @@ class RoadSegmentationNode(Node):
         segmenter.threshold = live.threshold or segmenter.contract.default_threshold
         try:
             frame = message_to_bgr(msg)
+            if not self._usable(frame, msg, live):
+                return
             result = segmenter.segment(frame, color_order="bgr",
                                        overlay_alpha=live.overlay_alpha if want_overlay else None)
         except InputImageError as err:
@@ -333,6 +361,22 @@ class RoadSegmentationNode(Node):
         if want_probability:
             self.probability_pub.publish(array_to_image(quantize_probability(result.probability), "mono8", header))
         self._stats.finished((time.monotonic() - received) * 1e3, sum(result.timings_ms.values()))
+
+    def _usable(self, frame: np.ndarray, msg: Image | CompressedImage, live: LiveSettings) -> bool:
+        """False (counted, logged, no output) for a frame with a camera fault; tracks while the fault lasts."""
+        fault = self._faults.check(frame, msg.data, live.fault_limits)
+        with self._stats.lock:
+            previous, self._stats.fault = self._stats.fault, fault
+            self._stats.camera_faults += fault is not None
+        if fault is None:
+            if previous is not None:
+                self.get_logger().info(f"camera fault cleared on {self.input_topic}; segmenting again")
+        elif previous is None:
+            self.get_logger().error(f"camera fault on {self.input_topic}: {fault}; publishing no masks until it clears")
+        else:
+            self.get_logger().warn(f"camera fault continues on {self.input_topic}: {fault}",
+                                   throttle_duration_sec=ERROR_THROTTLE_S)
+        return fault is None
 
     @property
     def segmenter(self) -> RoadSegmenter:
@@ -352,7 +396,10 @@ class RoadSegmentationNode(Node):
         backend = segmenter.backend
         status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: road segmentation",
                                   hardware_id=f"{backend.name}/{backend.device}")
-        if snap["received"] == 0:
+        if snap["camera_fault"] != "none":
+            status.level = DiagnosticStatus.ERROR
+            status.message = f"camera fault, no masks published: {snap['camera_fault']}"
+        elif snap["received"] == 0:
             status.level, status.message = DiagnosticStatus.WARN, f"no frames received on {self.input_topic}"
         elif snap["bad_frames"] or snap["errors"]:
             status.level = DiagnosticStatus.WARN

@@ -1,0 +1,72 @@
+"""Camera faults the node must not segment: frames with no usable content.
+
+A featureless grey frame (lens cap, dead sensor, a driver sending a blank buffer) still gets its bottom
+part marked road by the network, and so does a frozen camera repeating its last image. ``CameraFaultCheck``
+looks at every frame before inference and names the fault:
+
+* **blank**: every colour channel's standard deviation (over a 1/4-subsampled frame) is below
+  ``blank_stddev`` grey levels (real road frames: 40-70);
+* **saturated**: more than ``saturated_fraction`` of the pixels are black (all channels <= 5) or white
+  (all channels >= 250): over-exposed, or no light;
+* **frozen**: the message's image bytes were identical to the previous frame's ``frozen_frames`` times in
+  a row (a real sensor's noise makes consecutive frames differ).
+
+A limit of 0 (``blank_stddev``, ``frozen_frames``) or 1 (``saturated_fraction``) turns its check off. Pure
+numpy/OpenCV, no rclpy: the node calls it from its worker thread.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = ["FaultLimits", "CameraFaultCheck"]
+
+SUBSAMPLE = 4  # every 4th row and column: about 1 ms on a 1242x375 frame
+DARK, BRIGHT = 5, 250
+
+
+@dataclass(frozen=True)
+class FaultLimits:
+    """When a frame counts as a camera fault (the node's parameters of the same names)."""
+
+    blank_stddev: float = 2.0
+    saturated_fraction: float = 0.95
+    frozen_frames: int = 5
+
+
+class CameraFaultCheck:
+    """Stateful check of consecutive frames (remembers the previous frame's bytes for the frozen test)."""
+
+    def __init__(self) -> None:
+        self._previous: bytes | None = None
+        self.repeats = 0  # consecutive frames identical to their predecessor
+
+    def check(self, frame: np.ndarray, data, limits: FaultLimits) -> str | None:
+        """Why ``frame`` (HxWx3 uint8, decoded from message bytes ``data``) has no usable content; None if it has."""
+        frozen = self._frozen(data, limits.frozen_frames)
+        sample = frame[::SUBSAMPLE, ::SUBSAMPLE]
+        if limits.blank_stddev > 0:
+            _, std = cv2.meanStdDev(sample)
+            if float(std.max()) < limits.blank_stddev:
+                return (f"blank frame: no channel varies by {limits.blank_stddev:g} grey levels (standard deviation "
+                        f"{float(std.max()):.2f}); lens covered, sensor dead or an empty buffer?")
+        if limits.saturated_fraction < 1:
+            dark = float((sample.max(axis=2) <= DARK).mean())
+            bright = float((sample.min(axis=2) >= BRIGHT).mean())
+            if dark + bright > limits.saturated_fraction:
+                kind = "black" if dark >= bright else "white"
+                return (f"saturated frame: {100 * (dark + bright):.0f} % of the pixels are {kind} (limit "
+                        f"{100 * limits.saturated_fraction:.0f} %); check exposure and lighting")
+        return frozen
+
+    def _frozen(self, data, limit: int) -> str | None:
+        view = memoryview(data).cast("B")
+        same = self._previous is not None and view == self._previous
+        self.repeats = self.repeats + 1 if same else 0
+        self._previous = view.tobytes() if limit > 0 else None
+        if limit > 0 and self.repeats >= limit:
+            return (f"frozen camera: the same image {self.repeats + 1} frames in a row (limit {limit} repeats); "
+                    "is the driver re-sending its last buffer?")
+        return None
