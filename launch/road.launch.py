@@ -3,10 +3,12 @@
     ros2 launch fcn_road_seg road.launch.py                       # segment /camera/image_raw
     ros2 launch fcn_road_seg road.launch.py images:=$(ros2 pkg prefix fcn_road_seg)/share/fcn_road_seg/samples use_rviz:=true
 
-Arguments: model, backend, image_topic (empty = take them from params_file), namespace, params_file
-(default: the package's config/road_seg.yaml), use_rviz (rviz2 with config/road_seg.rviz, its topics
-remapped to this namespace and image topic), images (a folder of PNG/JPG published on image_topic by
-image_folder_publisher at rate_hz, looping).
+Arguments: model, backend, image_topic, input_qos (empty = take them from params_file), namespace,
+params_file (default: the package's config/road_seg.yaml), use_rviz (rviz2 with config/road_seg.rviz, its
+topics remapped to this namespace and image topic), images (a folder of PNG/JPG published on image_topic by
+image_folder_publisher at rate_hz, looping). With images, the node's input_qos defaults to reliable, like
+the folder publisher (a best-effort input loses most large raw frames), and its frozen-camera check is off
+(a looping folder repeats its frames by design).
 """
 from pathlib import Path
 
@@ -28,6 +30,7 @@ ARGUMENTS = {
     "model": ("", "road model .onnx or TensorRT plan; empty = params_file / the shipped model"),
     "backend": ("", "auto | tensorrt | onnxruntime; empty = params_file (auto)"),
     "image_topic": ("", "camera topic; empty = params_file (/camera/image_raw)"),
+    "input_qos": ("", "sensor_data | reliable; empty = reliable with images, else params_file (sensor_data)"),
     "namespace": ("", "namespace of the nodes"),
     "params_file": ("", "node parameters (YAML); empty = the package's config/road_seg.yaml"),
     "use_rviz": ("false", "start rviz2 showing input, overlay and mask"),
@@ -53,13 +56,23 @@ def _file_image_topic(params_file: str) -> str:
     return RVIZ_INPUT
 
 
+def node_overrides(arg: dict[str, str]) -> dict[str, str | int]:
+    """Parameters the launch arguments set on road_segmentation, over params_file."""
+    values: dict[str, str | int] = {k: arg[k] for k in ("model", "backend", "image_topic", "input_qos") if arg[k]}
+    if arg["images"]:
+        values.setdefault("input_qos", "reliable")  # matches image_folder_publisher (reliable)
+        values["frozen_frames"] = 0  # a looping folder repeats its frames by design
+    return values
+
+
 def _setup(context):
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     share = Path(get_package_share_directory(PACKAGE))
     namespace = arg["namespace"].strip("/")
     params_file = arg["params_file"] or str(share / "config" / "road_seg.yaml")
     image_topic = arg["image_topic"] or _file_image_topic(params_file)
-    overrides = {k: ParameterValue(arg[k], value_type=str) for k in ("model", "backend", "image_topic") if arg[k]}
+    overrides = {k: ParameterValue(v, value_type=str) if isinstance(v, str) else v
+                 for k, v in node_overrides(arg).items()}
 
     actions = [Node(
         package=PACKAGE, executable="road_seg_node", name=NODE_NAME, namespace=namespace,

@@ -10,7 +10,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_FILE = ROOT / "launch" / "road.launch.py"
-EXPECTED_ARGUMENTS = {"model", "backend", "image_topic", "namespace", "params_file", "use_rviz", "images", "rate_hz"}
+EXPECTED_ARGUMENTS = {"model", "backend", "image_topic", "input_qos", "namespace", "params_file", "use_rviz", "images",
+                      "rate_hz"}
 
 
 def _arguments_from_source(tree: ast.Module) -> set[str]:
@@ -37,6 +38,32 @@ def test_launch_file_compiles_and_is_consistent_with_the_package():
     assert re.search(r'RVIZ_INPUT = "(\S+)"', source).group(1) in rviz
     displays = yaml.safe_load(rviz)["Visualization Manager"]["Displays"]
     assert {d["Name"] for d in displays} == {"Input", "Overlay", "Mask"}
+
+
+def _pure_function(name: str):
+    """A function of the launch file that needs neither `launch` nor `launch_ros`, compiled from the source."""
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    (func,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name]
+    namespace: dict = {}
+    exec(compile(ast.Module(body=[func], type_ignores=[]), str(LAUNCH_FILE), "exec"), namespace)
+    return namespace[name]
+
+
+def test_images_make_the_node_input_reliable_like_the_folder_publisher():
+    from fcn_road_seg.ros.node import CHOICES, DEFAULTS
+
+    overrides = _pure_function("node_overrides")
+    args = {name: "" for name in EXPECTED_ARGUMENTS}
+    assert overrides(args) == {}  # no images: everything from params_file (input_qos sensor_data for cameras)
+    with_images = overrides({**args, "images": "/data/frames"})
+    assert with_images == {"input_qos": "reliable", "frozen_frames": 0}
+    assert with_images["input_qos"] in CHOICES["input_qos"] and DEFAULTS["input_qos"] == "sensor_data"
+    assert overrides({**args, "images": "/data/frames", "input_qos": "sensor_data"})["input_qos"] == "sensor_data"
+    assert overrides({**args, "input_qos": "reliable", "model": "/m.onnx"}) == {"input_qos": "reliable",
+                                                                                "model": "/m.onnx"}
+    # the folder publisher it starts publishes reliable (the QoS the node is given must match it)
+    source = (ROOT / "fcn_road_seg" / "ros" / "image_folder_publisher.py").read_text()
+    assert "self.create_publisher(Image, topic, 10)" in source  # depth 10 = rclpy's reliable default profile
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +107,8 @@ def test_images_and_rviz(launch_module, tmp_path):
     actions = _expand(launch_module, images=str(ROOT / "samples"), use_rviz="true", namespace="car1",
                       image_topic="front/image_raw")
     assert [a.node_executable for a in actions] == ["road_seg_node", "image_folder_publisher", "rviz2"]
+    assert launch_module.node_overrides({"model": "", "backend": "", "image_topic": "", "input_qos": "",
+                                         "images": "x"})["input_qos"] == "reliable"
     assert launch_module._resolve("front/image_raw", "car1") == "/car1/front/image_raw"
     assert launch_module._resolve("/cam/image", "car1") == "/cam/image"
     params = tmp_path / "p.yaml"

@@ -19,11 +19,15 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import FcnRoadSegError
+from ..errors import FcnRoadSegError, ModelError
 
 __all__ = ["DemoConfig", "DemoReport", "run_demo"]
 
 log = logging.getLogger(__name__)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,12 @@ class DemoConfig:
     seconds: float = 120.0  # ...or after this long, whichever comes first
 
     def __post_init__(self) -> None:
-        if self.frames < 1 or self.seconds <= 0 or not 0.1 <= self.rate_hz <= 1000:
-            raise ValueError(f"frames must be >= 1, seconds > 0 and rate_hz in [0.1, 1000]; got {self}")
+        if self.frames < 1:
+            raise ValueError(f"frames must be at least 1, got {self.frames}")
+        if self.seconds <= 0:
+            raise ValueError(f"seconds must be positive, got {self.seconds:g}")
+        if not 0.1 <= self.rate_hz <= 1000:
+            raise ValueError(f"rate_hz must lie in [0.1, 1000] frames per second, got {self.rate_hz:g}")
 
 
 @dataclass
@@ -62,12 +70,12 @@ class DemoReport:
 
     def summary(self) -> str:
         return (
-            f"{self.segmented} frames segmented in {self.wall_s:.1f} s ({self.rate_hz:.2f} Hz) of {self.published} "
-            f"published, {self.dropped} dropped (newest frame wins), {self.bad_frames} bad\n"
+            f"{_plural(self.segmented, 'frame')} segmented in {self.wall_s:.1f} s ({self.rate_hz:.2f} Hz) of "
+            f"{self.published} published, {self.dropped} dropped (newest frame wins), {self.bad_frames} bad\n"
             f"latency in the node (receive -> publish): p50 {self.latency_ms['p50']:.1f} ms, "
             f"p95 {self.latency_ms['p95']:.1f} ms; end to end (stamp -> overlay): p50 "
             f"{self.end_to_end_ms['p50']:.1f} ms, p95 {self.end_to_end_ms['p95']:.1f} ms\n"
-            f"backend {self.backend}, model {self.model}; {len(self.saved)} overlays saved"
+            f"backend {self.backend}, model {self.model}; {_plural(len(self.saved), 'overlay')} saved"
         )
 
 
@@ -98,9 +106,16 @@ def run_demo(config: DemoConfig) -> DemoReport:
     executor = MultiThreadedExecutor(num_threads=3, context=context)
     spinner = threading.Thread(target=executor.spin, name="demo_executor", daemon=True)
     try:
-        road = RoadSegmentationNode(context=context, parameter_overrides=[
-            Parameter("model", value=str(config.model or "")), Parameter("backend", value=config.backend),
-            Parameter("threshold", value=float(config.threshold)), Parameter("publish_probability", value=False)])
+        try:
+            road = RoadSegmentationNode(context=context, parameter_overrides=[
+                Parameter("model", value=str(config.model or "")), Parameter("backend", value=config.backend),
+                Parameter("threshold", value=float(config.threshold)), Parameter("publish_probability", value=False),
+                Parameter("input_qos", value="reliable"),  # as the folder publisher: no frame lost on the way
+                Parameter("frozen_frames", value=0)])  # a looping folder repeats its frames by design
+        except ModelError as err:  # the node's message names its ROS parameter; the demo's user gave --model
+            raise ModelError(f"cannot open the road model ({err.__cause__ or err}). Fix: pass --model with an "
+                             "exported .onnx or TensorRT plan, or leave it out for the shipped model "
+                             "(`fcn-road-seg model-path`)") from err
         nodes.append(road)
         collector = rclpy.create_node("fcn_road_seg_demo_collector", context=context)
         nodes.append(collector)

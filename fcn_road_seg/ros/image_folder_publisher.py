@@ -45,9 +45,14 @@ class ImageFolderPublisher(Node):
         self.loop = self.declare_parameter("loop", True, _read_only("start again after the last frame")).value
         self.frame_id = self.declare_parameter("frame_id", "camera", _read_only("header.frame_id")).value
         topic = self.declare_parameter("image_topic", "/camera/image_raw", _read_only("output topic")).value
+        self.wait_for = self.declare_parameter("wait_for_subscribers", 0, _read_only(
+            "hold the first frame until this many subscribers are matched (0 = start at once)")).value
         try:
             if not folder:
-                raise FcnRoadSegError("parameter 'folder' is empty; set it to a folder of PNG/JPG images")
+                raise FcnRoadSegError("parameter 'folder' is empty; set it to a folder of PNG/JPG images: "
+                                      "`ros2 run fcn_road_seg image_folder_publisher --ros-args -p folder:=DIR` "
+                                      "(or `python -m fcn_road_seg.ros.image_folder_publisher --ros-args -p "
+                                      "folder:=DIR`)")
             self.paths = list_images([Path(folder).expanduser()])
         except Exception:
             self.destroy_node()
@@ -70,6 +75,8 @@ class ImageFolderPublisher(Node):
         return msg
 
     def _tick(self) -> None:
+        if self.published == 0 and self.publisher.get_subscription_count() < self.wait_for:
+            return
         if self._next >= len(self.paths):
             if not self.loop:
                 self.timer.cancel()
