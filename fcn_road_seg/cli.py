@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +17,50 @@ from .training.args import add_train_args
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("fcn_road_seg")
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+# Libraries whose INFO/WARNING chatter (exporter passes, opset notes) is shown only with --verbose.
+CHATTY_LIBRARIES = ("torch", "onnxscript", "onnx_ir")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default (``--epochs N ... (default: 100)``) unless the text says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or default is None or default is argparse.SUPPRESS
+                or isinstance(default, bool) or "default" in text):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+def _check_threshold(threshold: float | None) -> None:
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise FcnRoadSegError(f"--threshold must lie in (0, 1), got {threshold}; e.g. 0.5, or the value "
+                              "`fcn-road-seg evaluate` prints for the MaxF point")
+
+
+def _check_out_folder(out: Path, flag: str = "--out") -> None:
+    if out.exists() and not out.is_dir():
+        raise FcnRoadSegError(f"{flag} {out} is a file; give a folder (it is created if missing)")
+
+
+def _output_stems(paths: list[Path]) -> dict[Path, str]:
+    """Output name stem per input; refuses inputs that would write the same mask file."""
+    by_stem: dict[str, list[Path]] = {}
+    for path in paths:
+        by_stem.setdefault(path.stem, []).append(path)
+    clashes = [group for group in by_stem.values() if len(group) > 1]
+    if clashes:
+        shown = "; ".join(" and ".join(map(str, group)) + f" -> {group[0].stem}_mask.png" for group in clashes[:3])
+        raise FcnRoadSegError(f"inputs with the same name would overwrite each other's masks under --out: {shown}; "
+                              "run them with separate --out folders or rename them")
+    return {path: path.stem for path in paths}
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -46,9 +92,12 @@ def _cmd_infer(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.alpha <= 1.0:
         raise FcnRoadSegError(f"--alpha must lie in [0, 1], got {args.alpha}")
-    paths = list_images(args.inputs)
-    args.out.mkdir(parents=True, exist_ok=True)
+    _check_threshold(args.threshold)
+    _check_out_folder(args.out)
+    paths = list({p.resolve(): p for p in list_images(args.inputs)}.values())  # a file given twice: once
+    stems = _output_stems(paths)
     segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold)
+    args.out.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no empty folder
     stages: dict[str, list[float]] = {}
     failed: list[str] = []
     for path in tqdm(paths, desc="infer", unit="frame", disable=None):
@@ -59,27 +108,36 @@ def _cmd_infer(args: argparse.Namespace) -> int:
             log.error("%s", err)
             failed.append(str(path))
             continue
-        cv2.imwrite(str(args.out / f"{path.stem}_mask.png"), result.mask)
-        cv2.imwrite(str(args.out / f"{path.stem}_overlay.png"), result.overlay)
+        cv2.imwrite(str(args.out / f"{stems[path]}_mask.png"), result.mask)
+        cv2.imwrite(str(args.out / f"{stems[path]}_overlay.png"), result.overlay)
         for stage, ms in result.timings_ms.items():
             stages.setdefault(stage, []).append(ms)
     segmenter.close()
     done = len(paths) - len(failed)
     means = {k: float(np.mean(v)) for k, v in stages.items()}
-    print(f"{done} frames segmented, {len(failed)} failed -> {args.out}")
+    print(f"{_plural(done, 'frame')} segmented, {len(failed)} failed -> {args.out}")
     if means:
         print("mean ms per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in means.items()))
         print(f"backend {segmenter.backend.name} ({segmenter.backend.device}), model {segmenter.contract.variant} "
-              f"{segmenter.contract.input_width}x{segmenter.contract.input_height}")
+              f"at {segmenter.contract.input_width}x{segmenter.contract.input_height} (W x H)")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 
 
+def _quiet_libraries(verbose: bool) -> None:
+    """Without --verbose, other libraries log errors only (call after importing them: torch resets its levels)."""
+    if not verbose:
+        for name in CHATTY_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .training.export import contract_for, export_checkpoint, export_onnx
     from .training.model import FCN
+
+    _quiet_libraries(args.verbose)
 
     if args.checkpoint is None:
         if args.input_size is None:
@@ -110,7 +168,7 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
     params = count_parameters(FCN(config))
     flops = count_flops(config, *net_size)
     print(f"{config.variant} width {config.width_mult:g} fc {config.fc_width}: {params / 1e6:.2f} M parameters, "
-          f"{flops / 1e9:.1f} GFLOP per frame at {net_size[0]}x{net_size[1]} (input {size[0]}x{size[1]} "
+          f"{flops / 1e9:.1f} GFLOP per frame at {net_size[1]}x{net_size[0]} (W x H; input {size[1]}x{size[0]} "
           "rounded up to multiples of 32)")
     return 0
 
@@ -148,22 +206,32 @@ def _cmd_check_trt(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.evaluate import EvalConfig, run_evaluation
+    from .evaluation.evaluate import EvalConfig, open_source, run_evaluation
+    from .evaluation.metrics import mask_threshold
     from .pipeline import RoadSegmenter
 
+    _check_threshold(args.threshold)
+    _check_out_folder(args.out)
+    if args.write_bag is not None and args.write_bag.exists():
+        raise FcnRoadSegError(f"--write-bag {args.write_bag} exists already (rosbag2 writes only new bags); give a "
+                              "path that does not exist yet, or delete the old bag")
     config = EvalConfig(
         source=args.source, out=args.out, layout=args.layout, split=args.split, road_id=args.road_id,
         ignore_id=None if args.ignore_id < 0 else args.ignore_id, image_topic=args.image_topic,
         gt_topic=args.gt_topic, gt_dir=args.gt_dir, gt_format=args.gt_format, limit=args.limit,
         write_bag=args.write_bag, write_bag_storage=args.storage)
+    source = open_source(config)  # layout, topics and their types are checked before the model loads
     with RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold) as segmenter:
-        report = run_evaluation(config, segmenter)
+        report = run_evaluation(config, segmenter, source)
     m, f = report["metrics"], report["frames"]
-    print(f"{f['evaluated']} frames ({f['skipped']} skipped, {f['unmatched_images']} images / {f['unmatched_gt']} GT "
-          f"unmatched): MaxF {100 * m['MaxF']:.2f}  AP {100 * m['AP']:.2f}  IoU {100 * m['IoU']:.2f} -> {args.out}")
+    print(f"{_plural(f['evaluated'], 'frame')} ({f['skipped']} skipped, {f['unmatched_images']} images / "
+          f"{f['unmatched_gt']} GT unmatched): MaxF {100 * m['MaxF']:.2f} %  AP {100 * m['AP']:.2f} %  IoU at "
+          f"threshold {m['threshold']:g} {100 * m['IoU']:.2f} % -> {args.out}")
+    print(f"  MaxF point: probability >= {mask_threshold(m['threshold_maxf']):.4f} (pass it as --threshold or the "
+          "node's threshold parameter)")
     for name, s in report["per_category"].items():
         if "MaxF" in s:
-            print(f"  {name}: MaxF {100 * s['MaxF']:.2f}  AP {100 * s['AP']:.2f}  ({s['frames']} frames)")
+            print(f"  {name}: MaxF {100 * s['MaxF']:.2f} %  AP {100 * s['AP']:.2f} %  ({_plural(s['frames'], 'frame')})")
     return 1 if f["skipped"] else 0
 
 
@@ -184,6 +252,14 @@ def _cmd_bag(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .ros.demo import DemoConfig, run_demo
 
+    if not 0.1 <= args.rate <= 1000:
+        raise FcnRoadSegError(f"--rate must lie in [0.1, 1000] frames per second, got {args.rate:g}")
+    if args.frames < 1:
+        raise FcnRoadSegError(f"--frames must be at least 1, got {args.frames}")
+    if args.seconds <= 0:
+        raise FcnRoadSegError(f"--seconds must be positive, got {args.seconds:g}")
+    _check_threshold(args.threshold)
+    _check_out_folder(args.out)
     report = run_demo(DemoConfig(out=args.out, images=args.images, model=args.model, backend=args.backend,
                                  threshold=args.threshold or 0.0, rate_hz=args.rate, frames=args.frames,
                                  seconds=args.seconds))
@@ -193,8 +269,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.resume is not None and not args.resume.is_file():
+        raise FcnRoadSegError(f"--resume {args.resume} not found; give a checkpoint an earlier run wrote, "
+                              "e.g. RUN/last.pt")
+    _check_out_folder(args.out)
     from .training.train import main as train_main
 
+    _quiet_libraries(args.verbose)
     result = train_main(args)
     if result is not None:
         print(f"wrote {result}")
@@ -202,13 +283,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fcn-road-seg", description="FCN road segmentation tools")
+    parser = argparse.ArgumentParser(prog="fcn-road-seg", description="FCN road segmentation tools",
+                                     formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and other libraries' info and warnings (hidden otherwise)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_, formatter_class=_HelpFormatter)
         p.set_defaults(handler=handler)
         return p
 
@@ -253,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     bag_sub = bag.add_subparsers(dest="bag_command", required=True, metavar="SUBCOMMAND")
     for name, help_ in (("from-kitti", "KITTI data_road/training folder -> bag (image, GT, camera_info from calib/)"),
                         ("from-folder", "class-index folder (images/ + labels/, CamVid layout) -> bag")):
-        p = bag_sub.add_parser(name, help=help_, description=help_)
+        p = bag_sub.add_parser(name, help=help_, description=help_, formatter_class=_HelpFormatter)
         p.set_defaults(handler=_cmd_bag)
         p.add_argument("dir", type=Path, help="dataset folder")
         p.add_argument("-o", "--output", type=Path, required=True, help="new bag folder")
@@ -285,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", type=Path, help="folder of frames like the camera's for INT8 calibration")
     p.add_argument("--calib-cache", type=Path, help="INT8 calibration cache (default: OUTPUT.calib)")
     p.add_argument("--workspace", type=int, default=1024, metavar="MiB",
-                   help="TensorRT workspace memory limit in MiB (default 1024, fits 8 GB Jetsons)")
+                   help="TensorRT workspace memory limit in MiB (1024 fits 8 GB Jetsons)")
     p.add_argument("--dla", type=int, metavar="N", help="run on DLA core N with GPU fallback (Jetson AGX/NX Orin)")
     p.add_argument("--timing-cache", type=Path, help="timing cache file (default: per GPU and TensorRT version "
                    "under ~/.cache/fcn_road_seg/timing)")
@@ -307,17 +390,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _logging(verbose: bool):
+    """For one command: the package's logger prints to stderr (INFO, DEBUG with --verbose) without touching
+    the root logger; with --verbose the root logger shows every library's messages too."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+    with warnings.catch_warnings():
+        if verbose:
+            logging.basicConfig(level=logging.DEBUG, format=LOG_FORMAT)
+        else:  # deprecation notes of other libraries are for their developers
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            yield
+        finally:
+            log.removeHandler(handler)
+            log.setLevel(level)
+            log.propagate = propagate
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "export" and args.untrained == (args.checkpoint is not None):
         print("error: give a CHECKPOINT or --untrained (not both)", file=sys.stderr)
         return 2
-    try:
-        return args.handler(args)
-    except (FcnRoadSegError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with _logging(args.verbose):
+        try:
+            return args.handler(args)
+        except (FcnRoadSegError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ class ModelContract:
     fc_width: int = 4096
     training_data: str = "untrained"
     metrics: dict[str, float] = field(default_factory=dict)
+    metrics_split: str = "validation"  # what ``metrics`` were measured on: the training run's validation split
     package_version: str = "0.1.0"
     contract_version: int = CONTRACT_VERSION
 
@@ -101,7 +102,8 @@ def read_onnx_contract(path: str | Path) -> ModelContract:
 
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"model file not found: {path}; pass --model with an existing .onnx file")
+        raise ModelError(f"model file not found: {path}; give an existing .onnx file (`fcn-road-seg model-path` "
+                         "prints the shipped one)")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # onnx raises DecodeError and friends

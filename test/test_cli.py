@@ -43,7 +43,7 @@ def test_infer_bad_inputs_exit_nonzero_with_the_fix(tmp_path, tiny_onnx, kitti_i
     cv2.imwrite(str(tiny), np.zeros((16, 16, 3), np.uint8))
     res = run_cli("infer", "--model", tiny_onnx, kitti_images[0], corrupt, tiny, "--out", tmp_path / "o")
     assert res.returncode == 1
-    assert "1 frames segmented, 2 failed" in res.stdout
+    assert "1 frame segmented, 2 failed" in res.stdout
     assert "corrupt" in res.stderr and "too small" in res.stderr
 
     res = run_cli("infer", "--model", tmp_path / "missing.onnx", kitti_images[0], "--out", tmp_path / "o")

@@ -376,7 +376,7 @@ def test_rviz_config_shows_the_topics_the_node_uses(road):
 
 
 def test_image_folder_publisher_plays_a_folder_once_or_looping(harness, tmp_path, kitti_images, camvid_images):
-    from fcn_road_seg.errors import InputImageError
+    from fcn_road_seg.errors import FcnRoadSegError, InputImageError
     from fcn_road_seg.ros.image_folder_publisher import ImageFolderPublisher
 
     folder = tmp_path / "frames"
@@ -384,6 +384,8 @@ def test_image_folder_publisher_plays_a_folder_once_or_looping(harness, tmp_path
     for i, path in enumerate([kitti_images[0], camvid_images[0]]):
         cv2.imwrite(str(folder / f"{i}.png"), cv2.imread(str(path)))
     (folder / "notes.txt").write_text("not an image")
+    half = (ROOT / "samples" / "kitti_um_000000.jpg").read_bytes()
+    (folder / "2_truncated.jpg").write_bytes(half[: len(half) // 2])  # skipped: OpenCV would fill it grey
     topic = "/fcn_test/folder"
     probe = harness.probe
     probe.listen(topic)
@@ -407,3 +409,5 @@ def test_image_folder_publisher_plays_a_folder_once_or_looping(harness, tmp_path
     empty.mkdir()
     with pytest.raises(InputImageError, match="no images"):
         ImageFolderPublisher(context=harness.context, parameter_overrides=[Parameter("folder", value=str(empty))])
+    with pytest.raises(FcnRoadSegError, match="'folder' is empty.*--ros-args -p folder:=DIR"):
+        ImageFolderPublisher(context=harness.context)

@@ -26,13 +26,15 @@ from .groundtruth import (FolderSource, LabelledFrame, category_of, decode_class
                           decode_kitti_gt, decode_mono8_gt)
 from .report import write_report
 
-__all__ = ["EvalConfig", "BagSource", "decode_gt_message", "run_evaluation", "MASK_TOPIC", "OVERLAY_TOPIC",
+__all__ = ["EvalConfig", "BagSource", "decode_gt_message", "open_source", "run_evaluation", "MASK_TOPIC", "OVERLAY_TOPIC",
            "PROBABILITY_TOPIC"]
 
 log = logging.getLogger(__name__)
 MASK_TOPIC = "/road_segmentation/mask"
 OVERLAY_TOPIC = "/road_segmentation/overlay"
 PROBABILITY_TOPIC = "/road_segmentation/probability"
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+GT_TYPES = ("sensor_msgs/msg/Image",)
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,13 @@ class BagSource:
         self.config = config
         self.max_pending = max_pending
         self.reader = open_bag(config.source)
-        self.image_conn = find_connection(self.reader, config.image_topic)
-        self.gt_conn = find_connection(self.reader, config.gt_topic) if config.gt_topic else None
+        try:
+            self.image_conn = _typed_connection(self.reader, config.image_topic, IMAGE_TYPES, "--image-topic")
+            self.gt_conn = (_typed_connection(self.reader, config.gt_topic, GT_TYPES, "--gt-topic")
+                            if config.gt_topic else None)
+        except BagError:
+            self.reader.close()
+            raise
         self.names = bag_frame_names(config.source)
         self.unmatched_images = 0
         self.unmatched_gt = 0
@@ -179,7 +186,18 @@ class BagSource:
             self.unmatched_gt += n
 
 
-def _open_source(config: EvalConfig):
+def _typed_connection(reader, topic: str, types: tuple[str, ...], flag: str):
+    """The connection of ``topic``, refused up front (BagError) unless its message type is one of ``types``."""
+    conn = find_connection(reader, topic)
+    if conn.msgtype not in types:
+        fitting = [f"{t} [{i.msgtype}]" for t, i in sorted(reader.topics.items()) if i.msgtype in types]
+        raise BagError(f"{flag} {topic} carries {conn.msgtype}, not {' or '.join(types)}; topics of that type in "
+                       f"{reader.path}: {', '.join(fitting) or 'none'}")
+    return conn
+
+
+def open_source(config: EvalConfig):
+    """The labelled-frame source ``config`` names (folder or bag), checked before any model is loaded."""
     layout = config.layout
     if not Path(config.source).exists():
         raise DatasetError(f"{config.source} not found; give a KITTI/class-index folder or a rosbag2 bag")
@@ -198,9 +216,10 @@ def _open_source(config: EvalConfig):
     return FolderSource(Path(config.source), layout, config.split, config.road_id, config.ignore_id)
 
 
-def run_evaluation(config: EvalConfig, segmenter) -> dict:
-    """Evaluate ``segmenter`` (a RoadSegmenter) on the configured source; writes and returns the report."""
-    source = _open_source(config)
+def run_evaluation(config: EvalConfig, segmenter, source=None) -> dict:
+    """Evaluate ``segmenter`` (a RoadSegmenter) on the configured source (or ``source``, from ``open_source``);
+    writes and returns the report."""
+    source = source if source is not None else open_source(config)
     ev = Evaluation(threshold=segmenter.threshold, keep=config.keep)
     total = min(len(source), config.limit) if config.limit else len(source)
     image_topic = config.image_topic or "/camera/image_raw"

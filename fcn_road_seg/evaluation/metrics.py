@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RoadMetrics", "RoadScores", "quantize_probability", "NUM_THRESHOLDS"]
+__all__ = ["mask_threshold", "RoadMetrics", "RoadScores", "quantize_probability", "NUM_THRESHOLDS"]
 
 NUM_THRESHOLDS = 256
 
@@ -24,6 +24,14 @@ def quantize_probability(probability: np.ndarray) -> np.ndarray:
     if probability.dtype == np.uint8:
         return probability
     return np.clip(np.rint(probability * 255.0), 0, 255).astype(np.uint8)
+
+
+def mask_threshold(threshold_q: float) -> float:
+    """The probability threshold (``--threshold``, the node's ``threshold``) whose mask is exactly the
+    devkit's ``q >= i`` for a quantised threshold ``i/255`` such as ``threshold_maxf``: q = round(255 p), so
+    q >= i means p >= (i - 0.5)/255. The devkit's 1.0 becomes 0.998, a value the pipeline accepts."""
+    i = round(threshold_q * 255.0)
+    return max(i - 0.5, 0.5) / 255.0
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError
+from .metrics import mask_threshold
 from .streaming import Evaluation
 
 __all__ = ["write_report", "machine_info", "REPORT_FILES"]
@@ -95,9 +96,11 @@ def _montage(ev: Evaluation, path: Path) -> bool:
 def _markdown(report: dict) -> str:
     m = report["metrics"]
     lines = [f"# Road segmentation evaluation — {report['source']['kind']} `{report['source']['path']}`", "",
-             f"{report['frames']['evaluated']} frames evaluated, {report['frames']['skipped']} skipped, "
+             f"{report['frames']['evaluated']} frame{'' if report['frames']['evaluated'] == 1 else 's'} evaluated, {report['frames']['skipped']} skipped, "
              f"{report['frames']['unmatched_images']} images and {report['frames']['unmatched_gt']} GT without a "
-             f"match. Threshold {m['threshold']:.3f} (IoU); MaxF threshold {m['threshold_maxf']:.3f}.", "",
+             f"match. Threshold {m['threshold']:.3f} (IoU); MaxF threshold {m['threshold_maxf']:.3f} in the devkit's "
+             f"i/255 steps, i.e. a mask of probability >= {mask_threshold(m['threshold_maxf']):.4f} (use that value "
+             "as `--threshold` or the node's `threshold`).", "",
              "| set | frames | " + " | ".join(_METRIC_KEYS) + " |", "|---" * (len(_METRIC_KEYS) + 2) + "|"]
     for name, s in [("all", m), *report["per_category"].items()]:
         if "error" in s:
@@ -146,6 +149,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, source: dict, contract=
         "machine": info,
         "frames": {"evaluated": ev.frames, "skipped": ev.skipped, "skipped_examples": ev.skipped_examples,
                    "unmatched_images": ev.unmatched_images, "unmatched_gt": ev.unmatched_gt},
+        "metrics_unit": "fraction in [0, 1] (report.md and the CLI show percent)",
         "metrics": overall,
         "per_category": {c: _scores(m) for c, m in sorted(ev.categories.items())} if len(ev.categories) > 1
         or "all" not in ev.categories else {},
@@ -159,5 +163,6 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, source: dict, contract=
     report["files"] = ["report.json", "report.md", "pr_curve.png"] + (["montage.png"] if _montage(ev, out / "montage.png") else [])
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(_markdown(report))
-    log.info("report written to %s (MaxF %.4f, AP %.4f over %d frames)", out, overall["MaxF"], overall["AP"], ev.frames)
+    log.info("report written to %s (MaxF %.2f %%, AP %.2f %% over %d frame%s)", out, 100 * overall["MaxF"],
+             100 * overall["AP"], ev.frames, "" if ev.frames == 1 else "s")
     return report

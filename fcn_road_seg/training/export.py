@@ -49,10 +49,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}; train one with `fcn-road-seg train`")
+    if path.suffix.lower() in (".onnx", ".plan", ".engine"):
+        raise ModelError(f"{path} is an exported model, not a training checkpoint; export takes the .pt file "
+                         "a training run wrote (e.g. RUN/best.pt); `fcn-road-seg model-info MODEL` shows a model")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ModelError(f"{path} is not a readable PyTorch checkpoint ({err})") from err
+        raise ModelError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err}); give the "
+                         ".pt file a training run wrote (e.g. RUN/best.pt)") from err
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise ModelError(f"{path} is not an fcn_road_seg checkpoint (needs 'model' and 'config' keys)")
     return ckpt

@@ -308,7 +308,8 @@ def main(args: argparse.Namespace) -> Path | None:
     result = None
     if _is_main():
         writer.close()
-        log.info("trained %d epochs in %.1f min; best val MaxF %.4f\n%s", args.epochs - start,
+        log.info("trained %d epoch%s in %.1f min; best val MaxF %.4f\n%s", args.epochs - start,
+                 "" if args.epochs - start == 1 else "s",
                  (time.perf_counter() - t_start) / 60, best, _closing_table(rows))
         result = out / "best.pt"
         if not args.no_export and result.is_file():
