@@ -1,10 +1,13 @@
 """Where the package's installed files (shipped model, sample frames, config, launch) live.
 
-Looked up in order: the ament index (colcon/system ROS install), ``<prefix>/share/fcn_road_seg`` (pip
-install), then the source tree (running from a checkout or an editable install).
+Looked up in order: the ament index (colcon/system ROS install; without ``ament_index_python``, e.g. a
+colcon install used from a plain venv, the prefixes in ``AMENT_PREFIX_PATH`` are scanned for the same
+index marker), ``<prefix>/share/fcn_road_seg`` (pip install), then the source tree (running from a
+checkout or an editable install).
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -27,10 +30,18 @@ def _candidates() -> list[Path]:
         except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (no ROS sourced)
             pass
     except ImportError:
-        pass
+        found.extend(_ament_prefixes())
     found.append(Path(sys.prefix) / "share" / PACKAGE)
     found.append(_SOURCE_ROOT)
     return found
+
+
+def _ament_prefixes() -> list[Path]:
+    """``<prefix>/share/fcn_road_seg`` of each AMENT_PREFIX_PATH entry that registers the package in its ament
+    index (what ament_index_python's get_package_share_directory looks for)."""
+    prefixes = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    marker = Path("share") / "ament_index" / "resource_index" / "packages" / PACKAGE
+    return [prefix / "share" / PACKAGE for prefix in prefixes if (prefix / marker).is_file()]
 
 
 def share_dir(subdir: str) -> Path:

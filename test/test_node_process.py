@@ -1,5 +1,6 @@
 """The node and the demo as users start them: `python -m fcn_road_seg.ros.node` (= road_seg_node) in its own
 process, and the quickstart's `fcn-road-seg demo` job (real rclpy, headless)."""
+import hashlib
 import os
 import signal
 import subprocess
@@ -80,3 +81,45 @@ def test_demo_cli_with_a_wrong_model_says_what_to_do(tmp_path):
     assert proc.returncode == 2
     assert "error: cannot open the road model" in proc.stderr and "Fix: pass --model" in proc.stderr
     assert "parameter" not in proc.stderr  # the demo's user gave a flag, not a ROS parameter
+
+
+def _prepared_venv(tmp_path: Path, test_stamp: bool = False) -> Path:
+    """A venv folder that scripts/setup_env.sh takes as set up (its stamp: the hash of setup.py, package.xml and
+    the script), whose fcn-road-seg runs this checkout's CLI: the scripts run for real, without pip."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    cli = venv / "bin" / "fcn-road-seg"
+    cli.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fcn_road_seg.cli "$@"\n')
+    cli.chmod(0o755)
+    digest = hashlib.sha256(b"".join((ROOT / p).read_bytes() for p in ("setup.py", "package.xml",
+                                                                        "scripts/setup_env.sh"))).hexdigest()
+    if test_stamp:
+        (venv / ".fcn_road_seg_setup_test").write_text(f"{digest} torch==2.13.0\n")
+    else:
+        (venv / ".fcn_road_seg_setup").write_text(digest + "\n")
+    return venv
+
+
+def test_demo_sh_passes_every_argument_to_the_demo(tiny_onnx, tmp_path):
+    env = {**os.environ, "FCN_ROAD_SEG_VENV": str(_prepared_venv(tmp_path)), "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([str(ROOT / "scripts" / "demo.sh"), "--frames", "2", "--rate", "10", "--model", str(tiny_onnx),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "frames segmented" in res.stdout and "setting up" not in res.stdout  # the stamp said: nothing to do
+    assert len(list((tmp_path / "out").glob("*_overlay.png"))) >= 2
+
+
+def test_setup_stamps_a_test_setup_covers_the_demo_s(tmp_path):
+    script = str(ROOT / "scripts" / "setup_env.sh")
+    env = {**os.environ, "FCN_ROAD_SEG_VENV": str(_prepared_venv(tmp_path, test_stamp=True))}
+    for args in ([], ["--test"]):
+        res = subprocess.run([script, *args], capture_output=True, text=True, env=env, timeout=60)
+        assert res.returncode == 0 and res.stdout == "", res.stdout + res.stderr
+    res = subprocess.run([script, "--all"], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 2 and "usage: scripts/setup_env.sh [--test]" in res.stderr
+    # the demo's setup installs the package with the 'ros' extra only: no PyTorch; the tests' adds it
+    text = (ROOT / "scripts" / "setup_env.sh").read_text()
+    run_branch = text.split("else\n", 1)[1].split("fi\n", 1)[0]
+    assert '"${pip[@]}" -e "$root[ros]"' in run_branch and "torch" not in run_branch
+    assert 'setup_env.sh" --test' in (ROOT / "scripts" / "test.sh").read_text()
+    assert 'setup_env.sh"\n' in (ROOT / "scripts" / "demo.sh").read_text()

@@ -1,5 +1,6 @@
 """The package builds with colcon (ament_python) and as a plain wheel, installing the same files."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,16 @@ def test_colcon_build_installs_executables_and_share_files(tmp_path):
         p.name for p in (ROOT / "samples").glob("*.jpg"))
     (site,) = (install / "lib").glob("python3*/site-packages")
     assert_scripts_run_from(install / "lib" / "fcn_road_seg", site)  # where `ros2 run` looks
+    # the README's system-ROS commands start our executables the way colcon installs them
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## With a system ROS 2", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    assert not re.search(r"^fcn-road-seg ", block, re.M), "fcn-road-seg is not on PATH after colcon build"
+    for executable in re.findall(r"ros2 run fcn_road_seg ([\w-]+)", block):
+        assert (install / "lib" / "fcn_road_seg" / executable).is_file(), executable
+    # model-path finds the install through AMENT_PREFIX_PATH, also without ament_index_python
+    env = {**os.environ, "PYTHONPATH": str(site), "AMENT_PREFIX_PATH": str(install)}
+    res = _model_path_without_ament_index(env, tmp_path)
+    assert res.returncode == 0 and Path(res.stdout.strip()).is_relative_to(share), res.stdout + res.stderr
 
 
 def test_wheel_carries_package_and_data_files_and_its_scripts_run(tmp_path):
@@ -75,3 +86,91 @@ def test_wheel_carries_package_and_data_files_and_its_scripts_run(tmp_path):
                           str(target), str(wheel)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert_scripts_run_from(target / "bin", target)
+
+
+def test_package_xml_declares_every_ros_package_the_code_uses():
+    """Every ROS package imported by the code or started by a launch file is a rosdep key in package.xml
+    (std_srvs for the evaluator's Trigger service, rviz2 for use_rviz), and nothing else is declared but
+    those and the system Python keys."""
+    import ast
+    import re
+
+    declared = set(re.findall(r"<(?:exec_|build_|test_)?depend>([\w-]+)</", (ROOT / "package.xml").read_text()))
+    ros_packages = {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "std_srvs", "rcl_interfaces", "nav_msgs",
+                    "geometry_msgs", "builtin_interfaces", "cv_bridge", "tf2_ros", "launch", "launch_ros",
+                    "ament_index_python", "rviz2"}
+    used = set()
+    for path in [*(ROOT / "fcn_road_seg").rglob("*.py"), *(ROOT / "launch").glob("*.py")]:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                used |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                used.add(node.module.split(".")[0])
+        used |= set(re.findall(r'package="(\w+)"', path.read_text()))
+    used &= ros_packages
+    assert {"std_srvs", "rviz2", "rclpy"} <= used
+    assert used <= declared, f"undeclared in package.xml: {sorted(used - declared)}"
+    # the rest are the rosdep keys of system Python packages (rosdep/python.yaml) and the test runner
+    assert declared - used <= {"python3-yaml", "python3-numpy", "python3-opencv", "python3-pytest"}, \
+        declared - used
+
+
+def _model_path_without_ament_index(env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    # ament_index_python made unimportable, as in a plain venv next to a colcon install
+    code = ("import sys; sys.modules['ament_index_python'] = None; from fcn_road_seg.cli import main; "
+            "sys.exit(main(['model-path']))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+
+
+def test_model_path_scans_ament_prefix_path_without_ament_index_python(tmp_path):
+    from fcn_road_seg.resources import DEFAULT_MODEL_NAME
+
+    prefix = tmp_path / "install" / "fcn_road_seg"
+    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (prefix / "share" / "ament_index" / "resource_index" / "packages" / "fcn_road_seg").write_text("")
+    (prefix / "share" / "fcn_road_seg" / "models").mkdir(parents=True)
+    model = prefix / "share" / "fcn_road_seg" / "models" / DEFAULT_MODEL_NAME
+    shutil.copy(ROOT / "models" / DEFAULT_MODEL_NAME, model)
+    other = tmp_path / "install" / "other_pkg"  # a prefix without our index marker is skipped
+    (other / "share" / "fcn_road_seg" / "models").mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AMENT_PREFIX_PATH": f"{other}{os.pathsep}{prefix}"}
+    res = _model_path_without_ament_index(env, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == str(model)
+
+
+def test_readme_venv_layout_builds_and_runs_with_the_venv_interpreter(tmp_path):
+    """The README's system-ROS recipe on a PEP 668 system: a venv with --system-site-packages, ROS on
+    PYTHONPATH (here this environment's site-packages, holding rclpy and colcon, stand in for /opt/ros/...),
+    `python -m colcon build`: the installed executables run with the venv's interpreter and see rclpy."""
+    import sysconfig
+
+    colcon_ok = subprocess.run([sys.executable, "-c", "import colcon_core"], capture_output=True).returncode == 0
+    if not colcon_ok:
+        pytest.skip("colcon not installed (pip install colcon-common-extensions, the 'dev' extra)")
+    ros_site = sysconfig.get_paths()["purelib"]
+    venv = tmp_path / "venv"
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--system-site-packages",
+                    "--without-pip", str(venv)], check=True, timeout=120)
+    (venv / "COLCON_IGNORE").touch()
+    python = venv / "bin" / "python"
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copytree(ROOT, src / "fcn_road_seg", ignore=IGNORE)
+    env = {**os.environ, "PYTHONPATH": ros_site}
+    res = subprocess.run([str(python), "-m", "colcon", "build", "--packages-select", "fcn_road_seg"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not (tmp_path / "build" / "venv").exists()  # COLCON_IGNORE kept colcon out of the venv
+    install = tmp_path / "install" / "fcn_road_seg"
+    bindir = install / "lib" / "fcn_road_seg"
+    assert (bindir / "fcn-road-seg").read_text().splitlines()[0] == f"#!{python}"
+    (site,) = (install / "lib").glob("python3*/site-packages")
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ros_site}", "AMENT_PREFIX_PATH": str(install)}
+    res = subprocess.run([str(bindir / "fcn-road-seg"), "model-path"], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=60)
+    assert res.returncode == 0 and Path(res.stdout.strip()).is_relative_to(install / "share"), res.stderr
+    res = subprocess.run([str(bindir / "road_seg_node"), "--ros-args", "-p", "model:=/nonexistent/model.onnx"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert "model file not found" in res.stdout + res.stderr and "Traceback" not in res.stderr
