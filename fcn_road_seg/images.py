@@ -114,7 +114,8 @@ def verify_encoded(data: bytes, name: str) -> str:
     elif data[:2] == b"BM":
         kind, check = "bmp", _verify_bmp
     else:
-        raise InputImageError(f"{name}: not a PNG, JPEG or BMP image ({len(data)} bytes); convert it to PNG/JPEG")
+        raise InputImageError(f"{name}: corrupt or not a PNG, JPEG or BMP image (no such signature in its "
+                              f"{len(data)} bytes); convert it to PNG/JPEG")
     try:
         check(data)
     except (ValueError, struct.error) as err:
