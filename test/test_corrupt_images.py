@@ -127,6 +127,10 @@ def test_compressed_bag_frame_truncated_is_refused():
     assert message_to_bgr(make(header=header, format="jpeg", data=data)).shape == (375, 1242, 3)
     with pytest.raises(InputImageError, match="CompressedImage 'jpeg': corrupt JPEG data"):
         message_to_bgr(make(header=header, format="jpeg", data=data[: len(data) // 2]))
+    hit = data.copy()  # a transmission error: OpenCV's imdecode returns the frame with its rest grey
+    hit[bytes(hit).index(b"\xff\x00", len(hit) // 2) + 1] = 0x42
+    with pytest.raises(InputImageError, match="invalid marker 0xFF42"):
+        message_to_bgr(make(header=header, format="jpeg", data=hit))
 
 
 def test_training_refuses_a_truncated_image_before_it_starts(shared_data, tmp_path):

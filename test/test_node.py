@@ -1,5 +1,6 @@
 """The road_segmentation node with real rclpy (localhost DDS, the test's ROS_DOMAIN_ID) and a compact
 random FCN-8s: headers, encodings, compressed input, bad frames, bursts, live parameters, shutdown."""
+import array
 import shutil
 import signal
 import subprocess
@@ -243,15 +244,21 @@ def test_compressed_transport(harness, tiny_onnx, offline, kitti_frame):
         corrupt.header = probe.header()
         probe.compressed_pub.publish(corrupt)
         wait_until(lambda: node.stats()["bad_frames"] == 1, what="the corrupt frame to be counted")
-        # the first half of a real JPEG: OpenCV would decode it with the lower half grey (marked road)
-        for fmt in ("jpeg", "png"):
-            truncated = compressed_msg(kitti_frame, fmt)
-            truncated.data = truncated.data[: len(truncated.data) // 2]
-            truncated.header = probe.header()
-            probe.compressed_pub.publish(truncated)
-            wait_until(lambda n=2 + (fmt == "png"): node.stats()["bad_frames"] == n, what=f"the half {fmt} counted")
+        # Damaged real frames: half a JPEG or PNG, and a JPEG hit by a transmission error (an invalid marker
+        # in its entropy-coded data), which OpenCV decodes with everything after it grey (marked road).
+        for n, (fmt, damage) in enumerate((("jpeg", "half"), ("png", "half"), ("jpeg", "bad marker")), start=2):
+            damaged = compressed_msg(kitti_frame, fmt)
+            data = bytearray(damaged.data)
+            if damage == "half":
+                data = data[: len(data) // 2]
+            else:
+                data[data.index(b"\xff\x00", len(data) // 2) + 1] = 0x42
+            damaged.data = array.array("B", bytes(data))
+            damaged.header = probe.header()
+            probe.compressed_pub.publish(damaged)
+            wait_until(lambda n=n: node.stats()["bad_frames"] == n, what=f"the {damage} {fmt} to be counted")
             time.sleep(0.2)
-            assert truncated.header.stamp.sec not in {k[0] for k in probe.images[topic]}  # nothing published
+            assert damaged.header.stamp.sec not in {k[0] for k in probe.images[topic]}  # nothing published
         (mask,) = roundtrip(harness, compressed_msg(kitti_frame, "png"), (topic,), probe.compressed_pub)
     finally:
         harness.remove(node)
