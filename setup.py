@@ -58,7 +58,11 @@ setup(
         "trt": ["onnxconverter-common>=1.14"],
         # TensorRT runtime on desktop Linux (Jetson: TensorRT comes with JetPack, pycuda from apt or pip).
         "tensorrt": ["tensorrt>=8.6", "pycuda>=2022.1"],
-        "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3", "onnxconverter-common>=1.14", "pyyaml>=5.4"],
+        # `--refine crf` (dense-CRF refinement, offline): Krähenbühl's C++ dense CRF, built from source (needs a C++
+        # compiler; pip fetches Cython for the build).
+        "crf": ["pydensecrf2>=1.1"],
+        "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3", "onnxconverter-common>=1.14", "pyyaml>=5.4",
+                "pydensecrf2>=1.1"],
     },
     zip_safe=True,
     maintainer="fcn_road_seg maintainers",

@@ -23,6 +23,35 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=None, help="road threshold (default: the model's contract)")
 
 
+def _add_refine_args(p: argparse.ArgumentParser) -> None:
+    from .refine import CRF_INSTALL_HINT, CrfConfig
+
+    d = CrfConfig()
+    p.add_argument("--refine", default="none", choices=["none", "crf"],
+                   help=f"refine the probability with a dense CRF (slow, offline; needs {CRF_INSTALL_HINT})")
+    for flag, name, kind, what in (
+            ("--crf-iterations", "iterations", int, "mean-field iterations"),
+            ("--crf-gaussian-sxy", "gaussian_sxy", float, "Gaussian kernel std, pixels"),
+            ("--crf-gaussian-compat", "gaussian_compat", float, "Gaussian kernel weight"),
+            ("--crf-bilateral-sxy", "bilateral_sxy", float, "bilateral kernel position std, pixels"),
+            ("--crf-bilateral-srgb", "bilateral_srgb", float, "bilateral kernel colour std, 0-255"),
+            ("--crf-bilateral-compat", "bilateral_compat", float, "bilateral kernel weight")):
+        p.add_argument(flag, dest=f"crf_{name}", type=kind, default=None, metavar="N" if kind is int else "X",
+                       help=f"--refine crf: {what} (default {getattr(d, name):g})")
+
+
+def _refine_config(args: argparse.Namespace):
+    """The CrfConfig of --refine crf and its --crf-* flags, or None."""
+    from .refine import CrfConfig
+
+    given = {k[4:]: v for k, v in vars(args).items() if k.startswith("crf_") and v is not None}
+    if args.refine != "crf":
+        if given:
+            raise FcnRoadSegError("--crf-* flags apply only with --refine crf")
+        return None
+    return CrfConfig(**given)
+
+
 def _add_arch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default="fcn8s", choices=["fcn32s", "fcn16s", "fcn8s"], help="FCN variant")
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier of the VGG16 trunk (1.0 = full)")
@@ -48,7 +77,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         raise FcnRoadSegError(f"--alpha must lie in [0, 1], got {args.alpha}")
     paths = list_images(args.inputs)
     args.out.mkdir(parents=True, exist_ok=True)
-    segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold)
+    segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
+                              refine=_refine_config(args))
     stages: dict[str, list[float]] = {}
     failed: list[str] = []
     for path in tqdm(paths, desc="infer", unit="frame", disable=None):
@@ -156,7 +186,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         ignore_id=None if args.ignore_id < 0 else args.ignore_id, image_topic=args.image_topic,
         gt_topic=args.gt_topic, gt_dir=args.gt_dir, gt_format=args.gt_format, limit=args.limit,
         write_bag=args.write_bag, write_bag_storage=args.storage)
-    with RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold) as segmenter:
+    with RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
+                       refine=_refine_config(args)) as segmenter:
         report = run_evaluation(config, segmenter)
     m, f = report["metrics"], report["frames"]
     print(f"{f['evaluated']} frames ({f['skipped']} skipped, {f['unmatched_images']} images / {f['unmatched_gt']} GT "
@@ -217,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
     _add_model_args(p)
+    _add_refine_args(p)
 
     p = command("export", _cmd_export, "export a checkpoint to ONNX with the model contract")
     p.add_argument("checkpoint", type=Path, nargs="?", help="training checkpoint (.pt); omit with --untrained")
@@ -248,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-bag", type=Path, help="also write a bag: input images + mask/overlay/probability topics")
     p.add_argument("--storage", default="sqlite3", choices=["sqlite3", "mcap"], help="--write-bag storage")
     _add_model_args(p)
+    _add_refine_args(p)
 
     bag = command("bag", _cmd_bag, "convert datasets to rosbag2 bags (for ros2 bag play and evaluate)")
     bag_sub = bag.add_subparsers(dest="bag_command", required=True, metavar="SUBCOMMAND")

@@ -9,6 +9,7 @@ __all__ = [
     "DatasetError",
     "EngineMismatchError",
     "BagError",
+    "MissingExtraError",
 ]
 
 
@@ -42,3 +43,7 @@ class EngineMismatchError(ModelError):
 
 class BagError(DatasetError):
     """A rosbag2 bag is missing, unreadable, of an unknown storage or lacks a needed topic."""
+
+
+class MissingExtraError(FcnRoadSegError):
+    """An optional feature needs a package from an extra (``pip install 'fcn_road_seg[EXTRA]'``) that is missing."""
