@@ -109,3 +109,16 @@ def test_crf_flags_need_refine_crf_and_valid_values(tmp_path, kitti_images):
     assert res.returncode == 2 and "--refine crf" in res.stderr
     res = run_cli("evaluate", kitti_images[0].parents[1], "--out", tmp_path, "--refine", "crf", "--crf-iterations", "0")
     assert res.returncode == 2 and "iterations must be a whole number >= 1" in res.stderr
+
+
+@needs_crf
+def test_crf_bench_times_the_crf_inside_segment_on_the_kitti_frame():
+    from bench.crf import measure_latency, search_configs
+
+    lat = measure_latency(None, iterations=1, warmup=0)
+    json.dumps(lat)
+    assert lat["frame"].endswith("1242x375")
+    assert "refine" not in lat["segment_without_crf"] and lat["crf_alone"]["n"] == 1
+    assert lat["segment_with_crf"]["total"]["p50"] >= lat["crf_alone"]["p50"] > 0
+    configs = search_configs()
+    assert CrfConfig() in configs and len(set(configs)) == len(configs) == 12
