@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import BagError, InputImageError
+from .bev import read_kitti_calib
 from .groundtruth import FolderSource, encode_mono8_gt, kitti_calib_path
 
 __all__ = [
@@ -86,22 +87,6 @@ def message_to_bgr(msg) -> np.ndarray:
 def stamp_ns(msg) -> int:
     """Header stamp of a message in nanoseconds."""
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
-def read_kitti_calib(path: str | Path) -> dict[str, np.ndarray]:
-    """KITTI calib txt (``KEY: v1 v2 ...`` per line) -> {key: float64 array}; P2 is 3x4, R0_rect 3x3."""
-    values: dict[str, np.ndarray] = {}
-    for line in Path(path).read_text().splitlines():
-        key, sep, rest = line.partition(":")
-        if not sep:
-            continue
-        try:
-            values[key.strip()] = np.array(rest.split(), dtype=np.float64)
-        except ValueError as err:
-            raise InputImageError(f"{path}: malformed calibration line {key!r} ({err})") from err
-    if "P2" not in values or values["P2"].size != 12:
-        raise InputImageError(f"{path} has no 12-value P2 line; it is not a KITTI calibration file")
-    return {k: v.reshape(3, 4) if v.size == 12 else v.reshape(3, 3) if v.size == 9 else v for k, v in values.items()}
 
 
 def camera_info_message(calib: dict[str, np.ndarray], width: int, height: int, stamp_ns_: int, frame_id: str):
