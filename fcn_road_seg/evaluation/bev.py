@@ -37,7 +37,8 @@ import numpy as np
 from ..errors import InputImageError
 
 __all__ = ["KittiBevGrid", "KITTI_BEV", "GroundGrid", "CameraPose", "BevLut", "lut_from_homography",
-           "read_kitti_calib", "kitti_road_projection", "kitti_bev_lut", "kitti_camera_pose", "ground_lut",
+           "read_kitti_calib", "kitti_road_projection", "kitti_bev_lut", "kitti_camera_pose", "road_projection_from_pose",
+           "ground_lut",
            "warp_labels", "warp_probability", "warp_image", "occupancy", "ROAD_FROM_REP103",
            "quaternion_from_matrix", "matrix_from_quaternion", "OCCUPANCY_FREE", "OCCUPANCY_OCCUPIED",
            "OCCUPANCY_UNKNOWN"]
@@ -233,6 +234,13 @@ def kitti_camera_pose(calib: dict[str, np.ndarray]) -> np.ndarray:
     _require(calib, "R0_rect", "Tr_cam_to_road")
     rect_to_cam = _homogeneous(calib["R0_rect"].T)
     return np.linalg.inv(ROAD_FROM_REP103) @ _homogeneous(calib["Tr_cam_to_road"]) @ rect_to_cam
+
+
+def road_projection_from_pose(projection: np.ndarray, road_from_camera: np.ndarray) -> np.ndarray:
+    """3x4 KITTI road frame -> image from CameraInfo's P and the camera's pose in the REP-103 road frame
+    (what ``kitti_camera_pose`` returns and ``bag from-kitti`` writes on /tf); inverse of that split."""
+    return np.asarray(projection, np.float64).reshape(3, 4) @ np.linalg.inv(road_from_camera) @ np.linalg.inv(
+        ROAD_FROM_REP103)
 
 
 def ground_lut(projection: np.ndarray, ground_from_optical: np.ndarray, image_size: tuple[int, int],
