@@ -4,6 +4,8 @@ Every frame goes through the same ``RoadSegmenter`` as the node and the same ``m
 Bags: images from ``image_topic``; ground truth either from ``gt_topic`` (mono8 255/0/other=ignore, or
 KITTI colour-coded rgb8/bgr8), matched to images by header stamp, or from ``gt_dir`` files, matched by the
 frame names the bag carries (bags written by ``fcn-road-seg bag``) or else by order.
+With ``bev`` each frame is also scored in the KITTI devkit's bird's-eye view (``bev.py``): folders from
+their ``calib/`` files, bags from camera_info (P) and the /tf camera pose that ``bag from-kitti`` writes.
 """
 from __future__ import annotations
 
