@@ -50,6 +50,7 @@ setup(
             "ros-jazzy-std-msgs",
             "ros-jazzy-diagnostic-msgs",
             "ros-jazzy-std-srvs",
+            "ros-jazzy-nav-msgs",
             "ros-jazzy-ament-index-python",
         ],
         # Training, export and model-info (PyTorch + the ONNX exporter's script library).
