@@ -88,6 +88,9 @@ def import_tensorrt():
         import tensorrt as trt
     except ImportError as err:
         raise BackendUnavailableError(f"TensorRT is not installed ({err}): {INSTALL_HINT}") from err
+    except OSError as err:  # the wheel is there but its CUDA/TensorRT libraries do not load
+        raise BackendUnavailableError(f"TensorRT is installed but cannot load ({err}): check the NVIDIA driver "
+                                      f"(nvidia-smi) and that TensorRT matches the CUDA version; {INSTALL_HINT}") from err
     return trt
 
 
@@ -268,6 +271,12 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, options: BuildOpt
     if options.precision == "int8" and trt_major(trt) >= 11:
         raise TensorRTError(INT8_ON_11.format(version=trt.__version__))
     contract = read_onnx_contract(onnx_path)
+    if contract.contract_version < 2:
+        raise TensorRTError(
+            f"{onnx_path} has model contract version {contract.contract_version}: its graph transposes the uint8 "
+            "input before casting it, which no TensorRT parses; re-export it with `fcn-road-seg export` "
+            "(contract version 2 casts first; `fcn-road-seg check-trt` shows the rule)"
+        )
     calib = calibration_images(options.calib_dir, options.calib_max_images) if options.precision == "int8" else []
     logger = trt_logger(trt)
     device = CudaDevice(options.device_index)
@@ -305,13 +314,12 @@ def _phase(name: str, t0: float) -> float:
 
 def _fp16_onnx_for_strong_typing(onnx_path: Path, tmp: Path) -> Path:
     """TensorRT >= 11: the FP16 ONNX to parse, with its mask agreement on the bundled samples logged."""
+    from ..images import list_images
     from ..resources import samples_dir
     from .fp16 import convert_to_fp16, mask_agreement
 
     half = convert_to_fp16(onnx_path, tmp / f"{onnx_path.stem}_fp16.onnx")
     try:
-        from ..images import list_images
-
         images = list_images([samples_dir()])
     except (FileNotFoundError, InputImageError) as err:
         log.warning("FP16 ONNX written, but its masks were not compared with FP32 (%s); run "
