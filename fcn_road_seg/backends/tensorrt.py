@@ -1,9 +1,9 @@
 """TensorRT backend: run a plan (or an .onnx, built once and cached) with pycuda-managed memory.
 
-Uses the named-tensor API present in TensorRT 8.6, 10.x and 11.x (``num_io_tensors``, ``get_tensor_name``,
-``get_tensor_mode``, ``set_tensor_address``, ``execute_async_v3``; NVIDIA/TensorRT python/src/infer/pyCore.cpp). Before deserialising, the plan's sidecar
-is checked against the running TensorRT version and GPU, so a mismatch fails with both sides named and the
-fix, instead of TensorRT's "version tag does not match" error.
+Uses the named-tensor API that TensorRT 8.6, 10.x and 11.x all bind (``num_io_tensors``, ``get_tensor_name``,
+``get_tensor_mode``, ``set_tensor_address``, ``execute_async_v3``; NVIDIA/TensorRT python/src/infer/pyCore.cpp).
+Before deserialising, the plan's sidecar is checked against the running TensorRT version and GPU, so a
+mismatch fails with both sides named and the fix, instead of TensorRT's "version tag does not match" error.
 """
 from __future__ import annotations
 

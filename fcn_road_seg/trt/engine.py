@@ -70,15 +70,15 @@ log = logging.getLogger(__name__)
 # 1 GiB: enough for FCN-8s tactics, and leaves room for the model, ROS and the camera on an 8 GB Jetson.
 DEFAULT_WORKSPACE_MIB = 1024
 INSTALL_HINT = (
-    "on Jetson TensorRT comes with JetPack (python3-libnvinfer) and pycuda is `pip install pycuda` with the CUDA "
+    "on Jetson TensorRT comes with JetPack (python3-libnvinfer) and pycuda is `pip install 'pycuda>=2024.1.1'` with the CUDA "
     "toolkit on PATH (export PATH=/usr/local/cuda/bin:$PATH); on a desktop with an NVIDIA driver "
     "`pip install tensorrt pycuda` (or pip install 'fcn_road_seg[tensorrt]'); see docs/tensorrt.md"
 )
 INT8_ON_11 = (
     "INT8 engines need TensorRT 8.6 or 10.x: TensorRT {version} removed implicit INT8 calibration "
-    "(BuilderFlag.INT8, IInt8EntropyCalibrator2). Quantize the ONNX instead (Q/DQ nodes, e.g. NVIDIA ModelOpt: "
-    "`python -m modelopt.onnx.quantization --onnx_path MODEL.onnx --quantize_mode int8 --calibration_data ...`) "
-    "and build that with --fp32, or build FP16 (the default)"
+    "(BuilderFlag.INT8, IInt8EntropyCalibrator2). Quantize the ONNX instead (Q/DQ nodes, e.g. NVIDIA ModelOpt's "
+    "`modelopt.onnx.quantization.quantize(MODEL.onnx, quantize_mode='int8', calibration_data=..., "
+    "output_path=...)`) and build that with --fp32 (its Q/DQ nodes decide the precision), or build FP16 (the default)"
 )
 
 
@@ -89,8 +89,10 @@ def import_tensorrt():
     except ImportError as err:
         raise BackendUnavailableError(f"TensorRT is not installed ({err}): {INSTALL_HINT}") from err
     except OSError as err:  # the wheel is there but its CUDA/TensorRT libraries do not load
-        raise BackendUnavailableError(f"TensorRT is installed but cannot load ({err}): check the NVIDIA driver "
-                                      f"(nvidia-smi) and that TensorRT matches the CUDA version; {INSTALL_HINT}") from err
+        raise BackendUnavailableError(
+            f"TensorRT is installed but cannot load ({err}): check the NVIDIA driver (nvidia-smi) and that "
+            f"TensorRT matches the CUDA version; {INSTALL_HINT}"
+        ) from err
     return trt
 
 
