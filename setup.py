@@ -57,8 +57,10 @@ setup(
         "train": ["torch>=2.2", "onnxscript>=0.1", "tensorboard>=2.14", "pillow>=9"],
         # `fcn-road-seg check-trt` (FP16 conversion for the fidelity check; runs without a GPU).
         "trt": ["onnxconverter-common>=1.14"],
-        # TensorRT runtime on desktop Linux (Jetson: TensorRT comes with JetPack, pycuda from apt or pip).
-        "tensorrt": ["tensorrt>=8.6", "pycuda>=2022.1"],
+        # TensorRT runtime on desktop Linux (Jetson: TensorRT comes with JetPack; pycuda builds from source and
+        # needs the CUDA toolkit on PATH). pycuda 2024.1.1 is the first with numpy 2; CUDA 13 needs >= 2025.1.2.
+        # TensorRT 11 builds FP16 engines from an FP16 ONNX, converted with onnxconverter-common.
+        "tensorrt": ["tensorrt>=8.6", "pycuda>=2024.1.1", "onnxconverter-common>=1.14"],
         "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3", "onnxconverter-common>=1.14", "pyyaml>=5.4"],
     },
     zip_safe=True,

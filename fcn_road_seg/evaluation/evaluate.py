@@ -284,7 +284,8 @@ def run_evaluation(config: EvalConfig, segmenter) -> dict:
            "image_topic": config.image_topic, "gt_topic": config.gt_topic,
            "gt_dir": str(config.gt_dir) if config.gt_dir else None, "split": config.split,
            "write_bag": str(config.write_bag) if config.write_bag else None}
-    backend = {"name": segmenter.backend.name, "device": segmenter.backend.device}
+    backend = {"name": segmenter.backend.name, "device": segmenter.backend.device,
+               "selection": segmenter.backend.selection}
     return write_report(ev, config.out, source=src, contract=segmenter.contract, backend=backend,
                         bev=(bev.ev, bev.grid()) if bev is not None else None)
 

@@ -132,7 +132,8 @@ def _markdown(report: dict) -> str:
     if report.get("throughput_fps"):
         lines += ["", f"Throughput {report['throughput_fps']:.2f} frames/s end to end (decode + segment + metrics)."]
     b, mach = report["backend"], report["machine"]
-    lines += ["", f"Backend {b.get('name')} on {b.get('device')}; machine {mach['platform']}, "
+    why = f" ({b['selection']})" if b.get("selection") else ""
+    lines += ["", f"Backend {b.get('name')} on {b.get('device')}{why}; machine {mach['platform']}, "
               f"{mach['cpu_count']} CPUs ({mach['processor']}).", ""]
     if report["frames"]["skipped_examples"]:
         lines += ["Skipped frames:", *[f"- {e}" for e in report["frames"]["skipped_examples"]], ""]

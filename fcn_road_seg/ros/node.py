@@ -47,6 +47,7 @@ LATENCY_WINDOW = 200  # frames kept for the latency percentiles
 DEFAULTS = {
     "model": "",
     "backend": "auto",
+    "precision": "fp16",
     "image_topic": "/camera/image_raw",
     "input_transport": "raw",
     "input_qos": "sensor_data",
@@ -59,6 +60,7 @@ DEFAULTS = {
 }
 CHOICES = {
     "backend": BACKENDS,
+    "precision": ("fp16", "fp32"),
     "input_transport": ("raw", "compressed"),
     "input_qos": ("sensor_data", "reliable"),
     "output_qos": ("reliable", "sensor_data"),
@@ -67,7 +69,8 @@ LIVE = ("threshold", "overlay_alpha", "publish_overlay", "publish_probability", 
 _RANGES = {"threshold": (0.0, 1.0), "overlay_alpha": (0.0, 1.0), "max_rate_hz": (0.0, 1000.0)}
 _DESCRIPTIONS = {
     "model": "road model: .onnx or TensorRT plan; empty = the shipped model",
-    "backend": "inference runtime",
+    "backend": "inference runtime: auto (TensorRT, else ONNX Runtime with a warning), tensorrt or onnxruntime",
+    "precision": "TensorRT engine precision when the node builds one from an .onnx on first use (cached)",
     "image_topic": "camera topic (with input_transport compressed, <image_topic>/compressed is used)",
     "input_transport": "raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage (JPEG/PNG)",
     "input_qos": "sensor_data: best effort, depth 1 (cameras); reliable: reliable, depth 1",
@@ -111,6 +114,7 @@ class NodeConfig:
 
     model: str
     backend: str
+    precision: str
     image_topic: str
     input_transport: str
     input_qos: str
@@ -247,7 +251,7 @@ class RoadSegmentationNode(Node):
     def _open_segmenter(self) -> RoadSegmenter:
         model = self.config.model or None
         try:
-            return RoadSegmenter(model, backend=self.config.backend)
+            return RoadSegmenter(model, backend=self.config.backend, precision=self.config.precision)
         except FcnRoadSegError as err:
             raise ModelError(
                 f"cannot open the road model ({err}). Fix: set the 'model' parameter to an exported .onnx or "
@@ -370,6 +374,7 @@ class RoadSegmentationNode(Node):
             **{k: f"{v:.2f}" if isinstance(v, float) else str(v) for k, v in snap.items()},
             "backend": backend.name,
             "device": backend.device,
+            "backend_selection": backend.selection,
             "model": str(getattr(backend, "path", self.config.model or "shipped")),
             "network_input": f"{contract.input_width}x{contract.input_height}",
             "threshold": f"{segmenter.threshold:g}",
