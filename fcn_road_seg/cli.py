@@ -185,7 +185,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         source=args.source, out=args.out, layout=args.layout, split=args.split, road_id=args.road_id,
         ignore_id=None if args.ignore_id < 0 else args.ignore_id, image_topic=args.image_topic,
         gt_topic=args.gt_topic, gt_dir=args.gt_dir, gt_format=args.gt_format, limit=args.limit,
-        write_bag=args.write_bag, write_bag_storage=args.storage)
+        write_bag=args.write_bag, write_bag_storage=args.storage, bev=args.bev,
+        camera_info_topic=args.camera_info_topic)
     with RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
                        refine=_refine_config(args)) as segmenter:
         report = run_evaluation(config, segmenter)
@@ -195,7 +196,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for name, s in report["per_category"].items():
         if "MaxF" in s:
             print(f"  {name}: MaxF {100 * s['MaxF']:.2f}  AP {100 * s['AP']:.2f}  ({s['frames']} frames)")
-    return 1 if f["skipped"] else 0
+    if "bev" in report:
+        b = report["bev"]
+        if "MaxF" not in b["metrics"]:
+            print(f"BEV: no metrics ({b['metrics'].get('error')})")
+            return 1
+        print(f"BEV ({b['frames']['evaluated']} frames, {b['frames']['skipped']} without calibration): "
+              f"MaxF {100 * b['metrics']['MaxF']:.2f}  AP {100 * b['metrics']['AP']:.2f}")
+        for name, s in b["per_category"].items():
+            if "MaxF" in s:
+                print(f"  {name}: MaxF {100 * s['MaxF']:.2f}  AP {100 * s['AP']:.2f}  ({s['frames']} frames)")
+    return 1 if f["skipped"] or report.get("bev", {}).get("frames", {}).get("skipped") else 0
 
 
 def _cmd_bag(args: argparse.Namespace) -> int:
@@ -279,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate at most this many frames")
     p.add_argument("--write-bag", type=Path, help="also write a bag: input images + mask/overlay/probability topics")
     p.add_argument("--storage", default="sqlite3", choices=["sqlite3", "mcap"], help="--write-bag storage")
+    p.add_argument("--bev", action="store_true", help="also the KITTI benchmark's bird's-eye-view metrics (needs calib/ "
+                   "per frame, or a bag from `bag from-kitti` with camera_info and /tf)")
+    p.add_argument("--camera-info-topic", help="bag with --bev: camera_info topic (default: <image_topic>/../camera_info)")
     _add_model_args(p)
     _add_refine_args(p)
 

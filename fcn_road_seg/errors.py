@@ -8,6 +8,7 @@ __all__ = [
     "BackendUnavailableError",
     "DatasetError",
     "EngineMismatchError",
+    "TensorRTError",
     "BagError",
     "MissingExtraError",
 ]
@@ -39,6 +40,10 @@ class DatasetError(FcnRoadSegError):
 
 class EngineMismatchError(ModelError):
     """A TensorRT plan was built for another TensorRT version or GPU than the one running it."""
+
+
+class TensorRTError(FcnRoadSegError):
+    """TensorRT or CUDA failed: parsing, building, deserialising an engine, or GPU memory."""
 
 
 class BagError(DatasetError):
