@@ -50,15 +50,22 @@ setup(
             "ros-jazzy-std-msgs",
             "ros-jazzy-diagnostic-msgs",
             "ros-jazzy-std-srvs",
+            "ros-jazzy-nav-msgs",
             "ros-jazzy-ament-index-python",
         ],
         # Training, export and model-info (PyTorch + the ONNX exporter's script library).
         "train": ["torch>=2.2", "onnxscript>=0.1", "tensorboard>=2.14", "pillow>=9"],
         # `fcn-road-seg check-trt` (FP16 conversion for the fidelity check; runs without a GPU).
         "trt": ["onnxconverter-common>=1.14"],
-        # TensorRT runtime on desktop Linux (Jetson: TensorRT comes with JetPack, pycuda from apt or pip).
-        "tensorrt": ["tensorrt>=8.6", "pycuda>=2022.1"],
-        "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3", "onnxconverter-common>=1.14", "pyyaml>=5.4"],
+        # TensorRT runtime on desktop Linux (Jetson: TensorRT comes with JetPack; pycuda builds from source and
+        # needs the CUDA toolkit on PATH). pycuda 2024.1.1 is the first with numpy 2; CUDA 13 needs >= 2025.1.2.
+        # TensorRT 11 builds FP16 engines from an FP16 ONNX, converted with onnxconverter-common.
+        "tensorrt": ["tensorrt>=8.6", "pycuda>=2024.1.1", "onnxconverter-common>=1.14"],
+        # `--refine crf` (dense-CRF refinement, offline): Krähenbühl's C++ dense CRF, built from source (needs a C++
+        # compiler; pip fetches Cython for the build).
+        "crf": ["pydensecrf2>=1.1"],
+        "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3", "onnxconverter-common>=1.14", "pyyaml>=5.4",
+                "pydensecrf2>=1.1"],
     },
     zip_safe=True,
     maintainer="fcn_road_seg maintainers",

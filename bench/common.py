@@ -208,6 +208,7 @@ class TorchBackend:
     """PyTorch eager as a pipeline backend (benchmarks only): same interface as the runtime backends."""
 
     name = "torch-eager"
+    selection = "PyTorch eager, opened by the benchmark"
 
     def __init__(self, path: Path, *, device: str = "cpu") -> None:
         import torch

@@ -69,6 +69,35 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=None, help="road threshold (default: the model's contract)")
 
 
+def _add_refine_args(p: argparse.ArgumentParser) -> None:
+    from .refine import CRF_INSTALL_HINT, CrfConfig
+
+    d = CrfConfig()
+    p.add_argument("--refine", default="none", choices=["none", "crf"],
+                   help=f"refine the probability with a dense CRF (slow, offline; needs {CRF_INSTALL_HINT})")
+    for flag, name, kind, what in (
+            ("--crf-iterations", "iterations", int, "mean-field iterations"),
+            ("--crf-gaussian-sxy", "gaussian_sxy", float, "Gaussian kernel std, pixels"),
+            ("--crf-gaussian-compat", "gaussian_compat", float, "Gaussian kernel weight"),
+            ("--crf-bilateral-sxy", "bilateral_sxy", float, "bilateral kernel position std, pixels"),
+            ("--crf-bilateral-srgb", "bilateral_srgb", float, "bilateral kernel colour std, 0-255"),
+            ("--crf-bilateral-compat", "bilateral_compat", float, "bilateral kernel weight")):
+        p.add_argument(flag, dest=f"crf_{name}", type=kind, default=None, metavar="N" if kind is int else "X",
+                       help=f"--refine crf: {what} (default {getattr(d, name):g})")
+
+
+def _refine_config(args: argparse.Namespace):
+    """The CrfConfig of --refine crf and its --crf-* flags, or None."""
+    from .refine import CrfConfig
+
+    given = {k[4:]: v for k, v in vars(args).items() if k.startswith("crf_") and v is not None}
+    if args.refine != "crf":
+        if given:
+            raise FcnRoadSegError("--crf-* flags apply only with --refine crf")
+        return None
+    return CrfConfig(**given)
+
+
 def _add_arch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default="fcn8s", choices=["fcn32s", "fcn16s", "fcn8s"], help="FCN variant")
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier of the VGG16 trunk (1.0 = full)")
@@ -96,7 +125,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     _check_out_folder(args.out)
     paths = list({p.resolve(): p for p in list_images(args.inputs)}.values())  # a file given twice: once
     stems = _output_stems(paths)
-    segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold)
+    segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
+                              refine=_refine_config(args))
     args.out.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no empty folder
     stages: dict[str, list[float]] = {}
     failed: list[str] = []
@@ -219,9 +249,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         source=args.source, out=args.out, layout=args.layout, split=args.split, road_id=args.road_id,
         ignore_id=None if args.ignore_id < 0 else args.ignore_id, image_topic=args.image_topic,
         gt_topic=args.gt_topic, gt_dir=args.gt_dir, gt_format=args.gt_format, limit=args.limit,
-        write_bag=args.write_bag, write_bag_storage=args.storage)
+        write_bag=args.write_bag, write_bag_storage=args.storage, bev=args.bev,
+        camera_info_topic=args.camera_info_topic)
     source = open_source(config)  # layout, topics and their types are checked before the model loads
-    with RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold) as segmenter:
+    with RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
+                       refine=_refine_config(args)) as segmenter:
         report = run_evaluation(config, segmenter, source)
     m, f = report["metrics"], report["frames"]
     print(f"{_plural(f['evaluated'], 'frame')} ({f['skipped']} skipped, {f['unmatched_images']} images / "
@@ -232,7 +264,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for name, s in report["per_category"].items():
         if "MaxF" in s:
             print(f"  {name}: MaxF {100 * s['MaxF']:.2f} %  AP {100 * s['AP']:.2f} %  ({_plural(s['frames'], 'frame')})")
-    return 1 if f["skipped"] else 0
+    if "bev" in report:
+        b = report["bev"]
+        if "MaxF" not in b["metrics"]:
+            print(f"BEV: no metrics ({b['metrics'].get('error')})")
+            return 1
+        print(f"BEV ({_plural(b['frames']['evaluated'], 'frame')}, {b['frames']['skipped']} without calibration): "
+              f"MaxF {100 * b['metrics']['MaxF']:.2f} %  AP {100 * b['metrics']['AP']:.2f} %")
+        for name, s in b["per_category"].items():
+            if "MaxF" in s:
+                print(f"  {name}: MaxF {100 * s['MaxF']:.2f} %  AP {100 * s['AP']:.2f} %  "
+                      f"({_plural(s['frames'], 'frame')})")
+    return 1 if f["skipped"] or report.get("bev", {}).get("frames", {}).get("skipped") else 0
 
 
 def _cmd_bag(args: argparse.Namespace) -> int:
@@ -300,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
     _add_model_args(p)
+    _add_refine_args(p)
 
     p = command("export", _cmd_export, "export a checkpoint to ONNX with the model contract")
     p.add_argument("checkpoint", type=Path, nargs="?", help="training checkpoint (.pt); omit with --untrained")
@@ -330,7 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate at most this many frames")
     p.add_argument("--write-bag", type=Path, help="also write a bag: input images + mask/overlay/probability topics")
     p.add_argument("--storage", default="sqlite3", choices=["sqlite3", "mcap"], help="--write-bag storage")
+    p.add_argument("--bev", action="store_true", help="also the KITTI benchmark's bird's-eye-view metrics (needs calib/ "
+                   "per frame, or a bag from `bag from-kitti` with camera_info and /tf)")
+    p.add_argument("--camera-info-topic", help="bag with --bev: camera_info topic (default: <image_topic>/../camera_info)")
     _add_model_args(p)
+    _add_refine_args(p)
 
     bag = command("bag", _cmd_bag, "convert datasets to rosbag2 bags (for ros2 bag play and evaluate)")
     bag_sub = bag.add_subparsers(dest="bag_command", required=True, metavar="SUBCOMMAND")

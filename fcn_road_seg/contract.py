@@ -13,10 +13,11 @@ from typing import Any
 
 from .errors import ContractError, ModelError
 
-__all__ = ["ModelContract", "CONTRACT_VERSION", "DEFAULT_OPSET", "METADATA_PREFIX", "read_onnx_contract"]
+__all__ = ["ModelContract", "CONTRACT_VERSION", "DEFAULT_OPSET", "IR_VERSION", "METADATA_PREFIX", "read_onnx_contract"]
 
 CONTRACT_VERSION = 2  # 2: the uint8 input feeds only a Cast (TensorRT-parsable)
 DEFAULT_OPSET = 17  # the newest ONNX opset both TensorRT 8.6 (JetPack 6.0) and 10.x parse
+IR_VERSION = 8  # ONNX IR of onnx 1.13.1, the ONNX TensorRT 8.6's parser bundles (docs/tensorrt.md)
 METADATA_PREFIX = "fcn_road_seg."
 
 

@@ -8,7 +8,9 @@ __all__ = [
     "BackendUnavailableError",
     "DatasetError",
     "EngineMismatchError",
+    "TensorRTError",
     "BagError",
+    "MissingExtraError",
 ]
 
 
@@ -40,5 +42,13 @@ class EngineMismatchError(ModelError):
     """A TensorRT plan was built for another TensorRT version or GPU than the one running it."""
 
 
+class TensorRTError(FcnRoadSegError):
+    """TensorRT or CUDA failed: parsing, building, deserialising an engine, or GPU memory."""
+
+
 class BagError(DatasetError):
     """A rosbag2 bag is missing, unreadable, of an unknown storage or lacks a needed topic."""
+
+
+class MissingExtraError(FcnRoadSegError):
+    """An optional feature needs a package from an extra (``pip install 'fcn_road_seg[EXTRA]'``) that is missing."""

@@ -1,7 +1,8 @@
 """RoadSegmenter: the one path a frame takes, shared by the node, the CLI, the evaluator and the benchmarks.
 
 frame (HxWx3 uint8, RGB or BGR, any size) -> resize to the contract's network size -> backend ->
-probability resized back to the frame's size -> mask (0/255 at the threshold) -> overlay on request.
+probability resized back to the frame's size -> (dense-CRF refinement, when asked for) -> mask (0/255 at the
+threshold) -> overlay on request.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .backends import Backend, open_backend
 from .contract import ModelContract
 from .errors import InputImageError
 from .preprocess import preprocess
+from .refine import CrfConfig, DenseCrfRefiner
 
 __all__ = ["RoadSegmenter", "RoadMask", "overlay", "MAX_UPSCALE", "MIN_SIDE"]
 
@@ -57,9 +59,16 @@ class RoadSegmenter:
         *,
         backend: str | Backend = "auto",
         threshold: float | None = None,
+        refine: CrfConfig | None = None,
         **backend_options,
     ) -> None:
-        """Open ``model`` (default: the shipped model) with ``backend`` (a name, or an opened Backend)."""
+        """Open ``model`` (default: the shipped model) with ``backend`` (a name, or an opened Backend).
+
+        ``refine``: refine every probability map with a dense CRF of these parameters (needs the ``crf``
+        extra; raises MissingExtraError naming it when absent). None (default): no refinement.
+        """
+        self.refine = refine
+        self._refiner = DenseCrfRefiner(refine) if refine is not None else None
         if isinstance(backend, str):
             if model is None:
                 from .resources import default_model_path
@@ -113,10 +122,17 @@ class RoadSegmenter:
         prob_net = self.backend.infer(self._batch)[0]
         t2 = time.perf_counter()
         probability = cv2.resize(prob_net, (w, h), interpolation=cv2.INTER_LINEAR)
+        refine_s = 0.0
+        if self._refiner is not None:
+            t_refine = time.perf_counter()
+            probability = self._refiner(frame, probability)
+            refine_s = time.perf_counter() - t_refine
         # 255 where probability >= threshold (compared in float32, as numpy does), 0 elsewhere.
         mask = cv2.compare(probability, self._threshold, cv2.CMP_GE)
         t3 = time.perf_counter()
-        timings = {"pre": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3}
+        timings = {"pre": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "post": (t3 - t2 - refine_s) * 1e3}
+        if self._refiner is not None:
+            timings["refine"] = refine_s * 1e3
         result = RoadMask(probability=probability, mask=mask, timings_ms=timings)
         if overlay_alpha is not None:
             result.overlay = overlay(frame, mask, overlay_alpha, color_order)

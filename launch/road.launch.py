@@ -24,7 +24,7 @@ PACKAGE = "fcn_road_seg"
 NODE_NAME = "road_segmentation"
 # Topics as written in config/road_seg.rviz (no namespace, default image topic).
 RVIZ_INPUT = "/camera/image_raw"
-RVIZ_OUTPUTS = ("overlay", "mask")
+RVIZ_OUTPUTS = ("overlay", "mask", "bev_grid")
 
 ARGUMENTS = {
     "model": ("", "road model .onnx or TensorRT plan; empty = params_file / the shipped model"),

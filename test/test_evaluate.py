@@ -53,7 +53,7 @@ def _evaluate(segmenter, tmp_path, source, name="report", **kw):
 def test_kitti_bag_holds_the_dataset(kitti_bag, kitti_dir):
     reader = open_bag(kitti_bag)
     try:
-        assert {t: i.msgcount for t, i in reader.topics.items()} == {IMAGE: 2, GT: 2, "/camera/camera_info": 1}
+        assert {t: i.msgcount for t, i in reader.topics.items()} == {IMAGE: 2, GT: 2, "/camera/camera_info": 1, "/tf": 1}
         ts = typestore()
         msgs = [(c.topic, ts.deserialize_cdr(raw, c.msgtype)) for c, _, raw in reader.messages()]
     finally:

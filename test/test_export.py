@@ -22,6 +22,11 @@ def test_graph_is_uint8_nhwc_in_probability_out(tiny_onnx):
     assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, 96, 320, 3]
     assert out.name == "road_probability" and out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert [d.dim_value for d in out.type.tensor_type.shape.dim] == [1, 96, 320]
+    # TensorRT's parser takes uint8 only as a network input feeding a Cast; IR 8 is what TensorRT 8.6 knows.
+    consumers = [n for n in model.graph.node if "image" in n.input]
+    assert [(n.op_type, onnx.helper.get_attribute_value(n.attribute[0])) for n in consumers] == [
+        ("Cast", onnx.TensorProto.FLOAT)]
+    assert model.ir_version == 8
 
 
 def test_contract_round_trip(tiny_onnx):

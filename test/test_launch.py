@@ -37,7 +37,7 @@ def test_launch_file_compiles_and_is_consistent_with_the_package():
     rviz = (ROOT / "config" / "road_seg.rviz").read_text()
     assert re.search(r'RVIZ_INPUT = "(\S+)"', source).group(1) in rviz
     displays = yaml.safe_load(rviz)["Visualization Manager"]["Displays"]
-    assert {d["Name"] for d in displays} == {"Input", "Overlay", "Mask"}
+    assert {d["Name"] for d in displays} == {"Input", "Overlay", "Mask", "BEV grid"}
 
 
 def _pure_function(name: str):

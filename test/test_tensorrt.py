@@ -229,7 +229,7 @@ def test_without_tensorrt_every_entry_point_says_what_to_install(tmp_path, tiny_
 def test_without_pycuda_the_cuda_layer_says_what_to_install():
     from fcn_road_seg.trt.cuda_io import CudaDevice
 
-    with pytest.raises(BackendUnavailableError, match="pycuda is not installed.*pip install pycuda"):
+    with pytest.raises(BackendUnavailableError, match=r"pycuda is not installed.*pip install 'pycuda>=2024.1.1'"):
         CudaDevice(0)
 
 
@@ -264,7 +264,6 @@ def test_pycuda_stream_path_in_a_worker_thread():
             assert set(timings) == {"h2d", "execute", "d2h"} and all(v >= 0 for v in timings.values())
     with device.active():
         io.free()
-    device.close()
 
 
 @pytest.fixture(scope="module")
@@ -315,6 +314,69 @@ def test_plan_from_another_tensorrt_version_is_refused(trt_cache, tiny_onnx, tmp
     write_sidecar(plan, replace(sidecar, tensorrt_version="7.0.0"))
     with pytest.raises(EngineMismatchError, match="TensorRT 7.0.0.*build-engine"):
         TensorRTBackend(plan)
+
+
+@needs_trt
+def test_shipped_model_builds_and_matches_onnxruntime(trt_cache, kitti_images, camvid_images):
+    """The model that no TensorRT could parse before (Transpose on uint8) builds as FP16 on this version."""
+    from fcn_road_seg.images import read_bgr
+    from fcn_road_seg.pipeline import RoadSegmenter
+    from fcn_road_seg.resources import default_model_path
+
+    try:
+        model = default_model_path()
+    except ModelError as err:
+        pytest.skip(f"no shipped model in this tree: {err}")
+    trt_seg = RoadSegmenter(model, backend="auto", cache_root=trt_cache)
+    ort_seg = RoadSegmenter(model, backend="onnxruntime")
+    try:
+        assert trt_seg.backend.name == "tensorrt" and trt_seg.backend.selection == "backend 'auto': TensorRT opened"
+        same = total = 0
+        for path in kitti_images + camvid_images:
+            a, b = trt_seg.segment(read_bgr(path)), ort_seg.segment(read_bgr(path))
+            same += int(np.count_nonzero(a.mask == b.mask))
+            total += a.mask.size
+        assert same / total >= 0.995
+    finally:
+        trt_seg.close()  # the TensorRT objects go before the process's primary context (released at exit)
+        ort_seg.close()
+
+
+@needs_trt
+def test_fp32_precision_and_a_corrupt_timing_cache(trt_cache, tiny_onnx, tmp_path, caplog):
+    import tensorrt as trt
+
+    from fcn_road_seg.backends.tensorrt import TensorRTBackend
+    from fcn_road_seg.trt.engine import build_engine
+
+    timing = tmp_path / "timing.cache"
+    timing.write_bytes(b"not a timing cache")
+    with caplog.at_level(logging.WARNING, logger="fcn_road_seg.trt.engine"):
+        plan = build_engine(tiny_onnx, tmp_path / "fp32.plan", BuildOptions(precision="fp32", timing_cache=timing))
+    assert read_sidecar(plan).precision == "fp32" and timing.read_bytes() != b"not a timing cache"
+    backend = TensorRTBackend(plan)
+    try:
+        out = backend.infer(np.zeros(backend.contract.input_shape, np.uint8))
+        assert out.dtype == np.float32 and backend.sidecar.tensorrt_version == trt.__version__
+    finally:
+        backend.close()
+
+
+@needs_trt
+def test_int8_on_tensorrt_11_is_refused_and_a_bad_calib_folder_is_caught_first(tiny_onnx, tmp_path):
+    import tensorrt as trt
+
+    from fcn_road_seg.errors import TensorRTError
+    from fcn_road_seg.trt.engine import build_engine, trt_major
+
+    options = BuildOptions(precision="int8", calib_dir=tmp_path / "absent")
+    if trt_major(trt) >= 11:
+        with pytest.raises(TensorRTError, match="ModelOpt"):
+            build_engine(tiny_onnx, tmp_path / "int8.plan", options)
+    else:
+        with pytest.raises(DatasetError, match="calibration folder not found"):
+            build_engine(tiny_onnx, tmp_path / "int8.plan", options)
+    assert not (tmp_path / "int8.plan").exists()
 
 
 def test_build_engine_cli_refuses_calibration_without_int8(tmp_path, tiny_onnx, capsys):

@@ -9,15 +9,18 @@ pipeline, ``ros``, ``training`` or ``evaluation``.
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from ..contract import ModelContract
-from ..errors import BackendUnavailableError, ModelError
+from ..errors import BackendUnavailableError, FcnRoadSegError, ModelError
 
 __all__ = ["Backend", "BACKENDS", "open_backend", "available_backends"]
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
@@ -29,6 +32,7 @@ class Backend(Protocol):
     name: str
     contract: ModelContract
     device: str
+    selection: str  # which runtime was chosen and why (set by open_backend; diagnostics and report.json show it)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) at the contract's size -> float32 road probability (N, H, W)."""
@@ -51,27 +55,57 @@ def available_backends() -> list[str]:
     return found
 
 
+# Keyword options each runtime takes; open_backend hands each only its own (the node passes both kinds).
+TENSORRT_OPTIONS = frozenset({"precision", "workspace_mib", "device_index", "cache_root"})
+ONNXRUNTIME_OPTIONS = frozenset({"device", "threads", "spin_wait"})
+
+
 def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend:
-    """Open ``model`` (.onnx or TensorRT plan) with the named runtime, or the best present for ``auto``."""
+    """Open ``model`` (.onnx or TensorRT plan) with the named runtime, or TensorRT-else-ONNX Runtime for ``auto``.
+
+    ``auto`` tries TensorRT for an .onnx and, when it cannot open here (not installed, no CUDA device, a parse
+    or build error), logs one WARN line with the reason and the fix and uses ONNX Runtime. A plan, or
+    backend ``tensorrt``, fails hard. The opened backend's ``selection`` says which ran and why.
+    """
     path = Path(model).expanduser()
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    unknown = set(options) - TENSORRT_OPTIONS - ONNXRUNTIME_OPTIONS
+    if unknown:
+        raise TypeError(f"unknown backend option(s) {sorted(unknown)}")
     if not path.is_file():
         raise ModelError(
             f"model file not found: {path}; pass an existing .onnx (or TensorRT .plan) file, "
             "e.g. the shipped model from `fcn-road-seg model-path`"
         )
     is_plan = path.suffix.lower() in PLAN_SUFFIXES
-    if backend == "auto":
-        backend = "tensorrt" if is_plan or "tensorrt" in available_backends() else "onnxruntime"
+    trt_options = {k: v for k, v in options.items() if k in TENSORRT_OPTIONS}
+    ort_options = {k: v for k, v in options.items() if k in ONNXRUNTIME_OPTIONS}
     if backend == "onnxruntime":
         if is_plan:
             raise ModelError(
                 f"{path} is a TensorRT plan; ONNX Runtime needs the .onnx file (or use backend 'tensorrt')"
             )
-        from .onnxruntime import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(path, **options)
+        return _selected(_open_onnxruntime(path, ort_options), "backend 'onnxruntime' requested")
     from .tensorrt import open_tensorrt
 
-    return open_tensorrt(path, **options)
+    if backend == "tensorrt" or is_plan:
+        why = "backend 'tensorrt' requested" if backend == "tensorrt" else "backend 'auto' with a TensorRT plan"
+        return _selected(open_tensorrt(path, **trt_options), why)
+    try:
+        return _selected(open_tensorrt(path, **trt_options), "backend 'auto': TensorRT opened")
+    except FcnRoadSegError as err:
+        reason = f"TensorRT cannot run {path.name} here: {err}"
+    log.warning("backend 'auto' uses ONNX Runtime: %s (to silence this, set backend 'onnxruntime')", reason)
+    return _selected(_open_onnxruntime(path, ort_options), f"backend 'auto' fell back to ONNX Runtime: {reason}")
+
+
+def _open_onnxruntime(path: Path, options: dict) -> Backend:
+    from .onnxruntime import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(path, **options)
+
+
+def _selected(backend: Backend, why: str) -> Backend:
+    backend.selection = why
+    return backend

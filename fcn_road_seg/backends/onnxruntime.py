@@ -18,6 +18,7 @@ class OnnxRuntimeBackend:
     """Run an exported road model with ONNX Runtime."""
 
     name = "onnxruntime"
+    selection = "opened directly (not through open_backend)"
 
     def __init__(self, path: str | Path, *, device: str = "auto", threads: int = 0, spin_wait: bool = False) -> None:
         """``device``: ``auto`` (CUDA if available, else CPU), ``cpu`` or ``cuda``; ``threads``: 0 = ORT's choice.

@@ -1,9 +1,9 @@
 """TensorRT backend: run a plan (or an .onnx, built once and cached) with pycuda-managed memory.
 
-Uses the named-tensor API of TensorRT 8.6 and 10.x (``num_io_tensors``, ``get_tensor_name``,
-``get_tensor_mode``, ``set_tensor_address``, ``execute_async_v3``). Before deserialising, the plan's sidecar
-is checked against the running TensorRT version and GPU, so a mismatch fails with both sides named and the
-fix, instead of TensorRT's "version tag does not match" error.
+Uses the named-tensor API that TensorRT 8.6, 10.x and 11.x all bind (``num_io_tensors``, ``get_tensor_name``,
+``get_tensor_mode``, ``set_tensor_address``, ``execute_async_v3``; NVIDIA/TensorRT python/src/infer/pyCore.cpp).
+Before deserialising, the plan's sidecar is checked against the running TensorRT version and GPU, so a
+mismatch fails with both sides named and the fix, instead of TensorRT's "version tag does not match" error.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from ..contract import ModelContract
 from ..trt.engine import BuildOptions, cached_engine, import_tensorrt, trt_logger
-from ..errors import ModelError
+from ..errors import FcnRoadSegError, ModelError, TensorRTError
 from ..trt.plan import check_compatible, read_sidecar
 from ..trt.cuda_io import CudaDevice, StreamIO, TensorSpec, import_pycuda
 
@@ -40,6 +40,7 @@ class TensorRTBackend:
     """One execution context on one stream; ``infer`` may be called from any thread (calls are serialised)."""
 
     name = "tensorrt"
+    selection = "opened directly (not through open_backend)"
 
     def __init__(self, plan_path: str | Path, *, device_index: int = 0) -> None:
         trt = import_tensorrt()
@@ -55,9 +56,13 @@ class TensorRTBackend:
             check_compatible(sidecar, trt.__version__, self._cuda.info, plan=self.path)
             with self._cuda.active():
                 self._load(trt)
-        except BaseException:
+        except FcnRoadSegError:
             self.close()
             raise
+        except Exception as err:  # TensorRT's RuntimeError/TypeError, pycuda's driver errors
+            self.close()
+            raise TensorRTError(f"TensorRT {trt.__version__} could not load {self.path} ({type(err).__name__}: "
+                                f"{err}); rebuild it with `fcn-road-seg build-engine`, or pass the .onnx") from err
         self.device = (f"cuda:{device_index} {self._cuda.info.name} ({sidecar.precision.upper()}, "
                        f"TensorRT {trt.__version__})")
         self.last_timings_ms: dict[str, float] = {}
@@ -67,8 +72,8 @@ class TensorRTBackend:
         self._runtime = trt.Runtime(trt_logger(trt))
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
-            raise ModelError(f"TensorRT could not deserialise {self.path} (see the TensorRT log above); "
-                             "rebuild it with `fcn-road-seg build-engine`")
+            raise TensorRTError(f"TensorRT could not deserialise {self.path} (see the TensorRT log above); "
+                                "rebuild it with `fcn-road-seg build-engine`")
         c = self.contract
         expected = {c.input_name: (True, c.input_shape, np.uint8),
                     c.output_name: (False, (1, c.input_height, c.input_width), np.float32)}
@@ -88,6 +93,9 @@ class TensorRTBackend:
         if len(specs) != 2:
             raise ModelError(f"{self.path}: expected 2 I/O tensors, found {len(specs)}; rebuild the plan")
         self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise TensorRTError(f"TensorRT could not create an execution context for {self.path} (GPU memory?); "
+                                "close other GPU programs and restart")
         self._io = StreamIO(specs)
         for spec in specs:  # buffers never move, so addresses are set once
             self._context.set_tensor_address(spec.name, self._io.address(spec.name))
@@ -102,7 +110,12 @@ class TensorRTBackend:
         return outputs[c.output_name]
 
     def close(self) -> None:
-        """Free GPU buffers and TensorRT objects, then release the primary context."""
+        """Free the GPU buffers, then the execution context, the engine and the runtime, in that order.
+
+        TensorRT 10/11 free objects when their last reference goes (no ``destroy()``); an execution context
+        must go before its engine, and the engine before its runtime. The primary context stays retained for
+        the process (``cuda_io``), so closing one backend never pulls it from under another.
+        """
         if self._cuda is None:
             return
         with self._cuda.active():
@@ -111,6 +124,5 @@ class TensorRTBackend:
                 self._io = None
             for attr in ("_context", "_engine", "_runtime"):
                 if hasattr(self, attr):
-                    delattr(self, attr)  # TensorRT 10 frees on garbage collection (no .destroy())
-        self._cuda.close()
+                    delattr(self, attr)
         self._cuda = None

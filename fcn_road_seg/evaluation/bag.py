@@ -1,7 +1,9 @@
 """rosbag2 files with ``rosbags`` (no ROS install needed): writing labelled datasets, reading them back.
 
 ``fcn-road-seg bag from-kitti`` / ``bag from-folder`` write an image topic, a GT topic and (KITTI, when
-``calib/`` is present) a camera_info topic; frames get synthetic stamps at ``rate_hz``, used both as
+``calib/`` is present) a camera_info topic (P = P2) and, on ``/tf``, each frame's camera pose in a REP-103
+road frame ``road`` (x forward, y left, z up, on the road; from Tr_cam_to_road and R0_rect), which
+``evaluate --bev`` turns back into the devkit's bird's-eye view and a tf2-enabled node can use; frames get synthetic stamps at ``rate_hz``, used both as
 header stamps and as bag times. The frame names are kept in the bag's ``custom_data`` (metadata.yaml) so
 an evaluation of the bag reports per-category numbers like the folder does. Bags are rosbag2 format
 version 8 (what ROS 2 Jazzy's ``ros2 bag play`` reads), sqlite3 by default or MCAP.
@@ -19,6 +21,8 @@ from tqdm import tqdm
 
 from ..errors import BagError, InputImageError
 from ..images import decode_bgr
+from .bev import (kitti_camera_pose, matrix_from_quaternion, quaternion_from_matrix, read_kitti_calib,
+                  road_projection_from_pose)
 from .groundtruth import FolderSource, encode_mono8_gt, kitti_calib_path
 
 __all__ = [
@@ -31,6 +35,9 @@ __all__ = [
     "message_to_bgr",
     "read_kitti_calib",
     "camera_info_message",
+    "road_transform_message",
+    "read_bev_geometry",
+    "TF_TOPIC",
     "write_dataset_bag",
     "open_bag",
     "bag_frame_names",
@@ -41,6 +48,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 STORAGES = ("sqlite3", "mcap")
 FRAME_NAMES_KEY = "fcn_road_seg.frame_names"  # custom_data key: JSON {stamp_ns: frame name}
+TF_TOPIC = "/tf"
 BAG_VERSION = 8  # rosbag2 metadata version of ROS 2 Jazzy
 _TYPESTORE = None
 
@@ -91,22 +99,6 @@ def stamp_ns(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
-def read_kitti_calib(path: str | Path) -> dict[str, np.ndarray]:
-    """KITTI calib txt (``KEY: v1 v2 ...`` per line) -> {key: float64 array}; P2 is 3x4, R0_rect 3x3."""
-    values: dict[str, np.ndarray] = {}
-    for line in Path(path).read_text().splitlines():
-        key, sep, rest = line.partition(":")
-        if not sep:
-            continue
-        try:
-            values[key.strip()] = np.array(rest.split(), dtype=np.float64)
-        except ValueError as err:
-            raise InputImageError(f"{path}: malformed calibration line {key!r} ({err})") from err
-    if "P2" not in values or values["P2"].size != 12:
-        raise InputImageError(f"{path} has no 12-value P2 line; it is not a KITTI calibration file")
-    return {k: v.reshape(3, 4) if v.size == 12 else v.reshape(3, 3) if v.size == 9 else v for k, v in values.items()}
-
-
 def camera_info_message(calib: dict[str, np.ndarray], width: int, height: int, stamp_ns_: int, frame_id: str):
     """CameraInfo of KITTI's rectified left colour camera (P2): K = P2[:, :3], no distortion, R = I."""
     ts = typestore()
@@ -119,6 +111,44 @@ def camera_info_message(calib: dict[str, np.ndarray], width: int, height: int, s
     )
 
 
+def road_transform_message(road_from_camera: np.ndarray, stamp_ns_: int, road_frame: str, camera_frame: str):
+    """tf2_msgs/TFMessage holding the camera's pose in the road frame (4x4 road <- camera)."""
+    ts = typestore()
+    t = road_from_camera[:3, 3]
+    qx, qy, qz, qw = quaternion_from_matrix(road_from_camera[:3, :3])
+    transform = ts.types["geometry_msgs/msg/Transform"](
+        translation=ts.types["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]), z=float(t[2])),
+        rotation=ts.types["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))
+    stamped = ts.types["geometry_msgs/msg/TransformStamped"](
+        header=_header(stamp_ns_, road_frame), child_frame_id=camera_frame, transform=transform)
+    return ts.types["tf2_msgs/msg/TFMessage"](transforms=[stamped])
+
+
+def read_bev_geometry(reader, camera_info_topic: str) -> dict[int, np.ndarray]:
+    """{stamp_ns: 3x4 KITTI road -> image projection} from a bag's camera_info (P) and /tf camera poses with
+    the same stamps (as ``write_dataset_bag`` writes them); BagError when the bag has neither topic."""
+    info_conn = find_connection(reader, camera_info_topic)
+    tf_conn = find_connection(reader, TF_TOPIC)
+    ts = typestore()
+    projections: dict[int, np.ndarray] = {}
+    poses: dict[tuple[int, str], np.ndarray] = {}
+    frames: dict[int, str] = {}
+    for conn, _, raw in reader.messages(connections=[info_conn, tf_conn]):
+        msg = ts.deserialize_cdr(raw, conn.msgtype)
+        if conn is info_conn:
+            projections[stamp_ns(msg)] = np.asarray(msg.p, np.float64).reshape(3, 4)
+            frames[stamp_ns(msg)] = msg.header.frame_id
+            continue
+        for t in msg.transforms:
+            pose = np.eye(4)
+            q, v = t.transform.rotation, t.transform.translation
+            pose[:3, :3] = matrix_from_quaternion(q.x, q.y, q.z, q.w)
+            pose[:3, 3] = (v.x, v.y, v.z)
+            poses[(stamp_ns(t), t.child_frame_id)] = pose
+    return {stamp: road_projection_from_pose(p, poses[(stamp, frames[stamp])])
+            for stamp, p in projections.items() if (stamp, frames[stamp]) in poses}
+
+
 @dataclass(frozen=True)
 class BagWriteConfig:
     """How a dataset becomes a bag."""
@@ -127,6 +157,7 @@ class BagWriteConfig:
     gt_topic: str = "/camera/road_gt"
     camera_info_topic: str = "/camera/camera_info"
     frame_id: str = "camera"
+    road_frame: str = "road"  # parent frame of the camera pose written on /tf (KITTI)
     rate_hz: float = 10.0
     start_ns: int = 1_700_000_000_000_000_000  # first synthetic stamp
     storage: str = "sqlite3"
@@ -198,8 +229,11 @@ def write_dataset_bag(source: FolderSource, out: str | Path, config: BagWriteCon
             calib = kitti_calib_path(image_path) if source.layout == "kitti" else None
             if calib is not None:
                 h, w = frame.image.shape[:2]
-                info = camera_info_message(read_kitti_calib(calib), w, h, stamp, config.frame_id)
-                bag.write(config.camera_info_topic, info, stamp)
+                values = read_kitti_calib(calib)
+                bag.write(config.camera_info_topic, camera_info_message(values, w, h, stamp, config.frame_id), stamp)
+                if "Tr_cam_to_road" in values and "R0_rect" in values:
+                    pose = kitti_camera_pose(values)
+                    bag.write(TF_TOPIC, road_transform_message(pose, stamp, config.road_frame, config.frame_id), stamp)
             names[str(stamp)] = frame.name
             count += 1
         bag.set_custom_data(FRAME_NAMES_KEY, json.dumps(names))

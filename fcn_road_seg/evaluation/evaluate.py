@@ -4,6 +4,8 @@ Every frame goes through the same ``RoadSegmenter`` as the node and the same ``m
 Bags: images from ``image_topic``; ground truth either from ``gt_topic`` (mono8 255/0/other=ignore, or
 KITTI colour-coded rgb8/bgr8), matched to images by header stamp, or from ``gt_dir`` files, matched by the
 frame names the bag carries (bags written by ``fcn-road-seg bag``) or else by order.
+With ``bev`` each frame is also scored in the KITTI devkit's bird's-eye view (``bev.py``): folders from
+their ``calib/`` files, bags from camera_info (P) and the /tf camera pose that ``bag from-kitti`` writes.
 """
 from __future__ import annotations
 
@@ -12,13 +14,15 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from .bag import (BagOut, bag_frame_names, find_connection, message_to_bgr, open_bag, stamp_ns, typestore)
+from .bag import (BagOut, bag_frame_names, find_connection, message_to_bgr, open_bag, read_bev_geometry, stamp_ns,
+                  typestore)
+from .bev import KITTI_BEV, kitti_bev_lut, warp_image, warp_labels, warp_probability
 from ..errors import BagError, DatasetError, InputImageError
 from .streaming import Evaluation
 from ..images import IMAGE_SUFFIXES, read_labels
@@ -26,7 +30,8 @@ from .groundtruth import (FolderSource, LabelledFrame, category_of, decode_class
                           decode_kitti_gt, decode_mono8_gt)
 from .report import write_report
 
-__all__ = ["EvalConfig", "BagSource", "decode_gt_message", "open_source", "run_evaluation", "MASK_TOPIC", "OVERLAY_TOPIC",
+__all__ = ["EvalConfig", "BagSource", "BevEvaluation", "decode_gt_message", "open_source", "run_evaluation",
+           "MASK_TOPIC", "OVERLAY_TOPIC",
            "PROBABILITY_TOPIC"]
 
 log = logging.getLogger(__name__)
@@ -56,6 +61,8 @@ class EvalConfig:
     write_bag: Path | None = None
     write_bag_storage: str = "sqlite3"
     overlay_alpha: float = 0.5
+    bev: bool = False  # also the KITTI devkit's bird's-eye-view metrics (calib/ per frame, or camera_info + /tf)
+    camera_info_topic: str | None = None  # bag with --bev: default <image_topic>/../camera_info
 
 
 def decode_gt_message(msg) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +109,7 @@ class BagSource:
             self.reader.close()
             raise
         self.names = bag_frame_names(config.source)
+        self.road_projections = read_bev_geometry(self.reader, _camera_info_topic(config)) if config.bev else {}
         self.unmatched_images = 0
         self.unmatched_gt = 0
         self.gt_files: list[Path] = []
@@ -127,6 +135,11 @@ class BagSource:
                 raise InputImageError(f"GT is {frame.road.shape[::-1]}, image {frame.image.shape[1::-1]}")
         except InputImageError as err:
             frame.error = str(err)
+        if self.config.bev:
+            frame.road_projection = self.road_projections.get(stamp)
+            if frame.road_projection is None:
+                frame.bev_error = (f"no {_camera_info_topic(self.config)} + /tf camera-to-road transform at this "
+                                   "stamp (bags from `fcn-road-seg bag from-kitti` have both)")
         return frame
 
     def __iter__(self) -> Iterator[LabelledFrame]:
@@ -196,6 +209,10 @@ def _typed_connection(reader, topic: str, types: tuple[str, ...], flag: str):
     return conn
 
 
+def _camera_info_topic(config: EvalConfig) -> str:
+    return config.camera_info_topic or f"{(config.image_topic or '').rstrip('/').rpartition('/')[0]}/camera_info"
+
+
 def open_source(config: EvalConfig):
     """The labelled-frame source ``config`` names (folder or bag), checked before any model is loaded."""
     layout = config.layout
@@ -213,7 +230,35 @@ def open_source(config: EvalConfig):
         return BagSource(config)
     if config.image_topic or config.gt_topic or config.gt_dir:
         raise DatasetError(f"--image-topic/--gt-topic/--gt-dir apply to bags; {config.source} is a {layout} folder")
-    return FolderSource(Path(config.source), layout, config.split, config.road_id, config.ignore_id)
+    if config.bev and layout != "kitti":
+        raise DatasetError(f"--bev needs KITTI calibration (calib/ per frame); {config.source} is a {layout} folder")
+    return FolderSource(Path(config.source), layout, config.split, config.road_id, config.ignore_id, calib=config.bev)
+
+
+class BevEvaluation:
+    """The KITTI devkit's bird's-eye view of each frame (GT, probability, image) into a second Evaluation."""
+
+    def __init__(self, threshold: float, keep: int) -> None:
+        self.ev = Evaluation(threshold=threshold, keep=keep)
+        self._lut = None
+        self._key: tuple | None = None
+
+    def add(self, frame: LabelledFrame, probability: np.ndarray) -> None:
+        if frame.road_projection is None:
+            self.ev.skip(frame.name, frame.bev_error or "no camera-to-road calibration")
+            return
+        key = (frame.road_projection.tobytes(), frame.road.shape)
+        if key != self._key:  # frames of one drive share a calibration
+            self._lut, self._key = kitti_bev_lut(frame.road_projection, frame.road.shape), key
+        road, valid = warp_labels(self._lut, frame.road, frame.valid)
+        self.ev.add(frame.name, frame.category, warp_probability(self._lut, probability), road, valid,
+                    warp_image(self._lut, frame.image))
+
+    def grid(self) -> dict:
+        g = KITTI_BEV
+        return {"definition": "KITTI road devkit BirdsEyeView (devkit_road/python/BirdsEyeView.py)",
+                "resolution_m": g.res, "x_range_m": list(g.x_range), "z_range_m": list(g.z_range),
+                "rows_cols": list(g.shape)}
 
 
 def run_evaluation(config: EvalConfig, segmenter, source=None) -> dict:
@@ -221,6 +266,7 @@ def run_evaluation(config: EvalConfig, segmenter, source=None) -> dict:
     writes and returns the report."""
     source = source if source is not None else open_source(config)
     ev = Evaluation(threshold=segmenter.threshold, keep=config.keep)
+    bev = BevEvaluation(segmenter.threshold, config.keep) if config.bev else None
     total = min(len(source), config.limit) if config.limit else len(source)
     image_topic = config.image_topic or "/camera/image_raw"
     with contextlib.ExitStack() as stack:
@@ -245,6 +291,8 @@ def run_evaluation(config: EvalConfig, segmenter, source=None) -> dict:
             timings = dict(result.timings_ms)
             timings["total"] = sum(timings.values())
             ev.add(frame.name, frame.category, result.probability, frame.road, frame.valid, frame.image, timings)
+            if bev is not None:
+                bev.add(frame, result.probability)
             if out_bag is not None:
                 _write_frame(out_bag, image_topic, frame, result, count)
         ev.wall_s = time.perf_counter() - start
@@ -256,8 +304,11 @@ def run_evaluation(config: EvalConfig, segmenter, source=None) -> dict:
            "image_topic": config.image_topic, "gt_topic": config.gt_topic,
            "gt_dir": str(config.gt_dir) if config.gt_dir else None, "split": config.split,
            "write_bag": str(config.write_bag) if config.write_bag else None}
-    backend = {"name": segmenter.backend.name, "device": segmenter.backend.device}
-    return write_report(ev, config.out, source=src, contract=segmenter.contract, backend=backend)
+    backend = {"name": segmenter.backend.name, "device": segmenter.backend.device,
+               "selection": segmenter.backend.selection,
+               "refine": {"crf": asdict(segmenter.refine)} if segmenter.refine is not None else None}
+    return write_report(ev, config.out, source=src, contract=segmenter.contract, backend=backend,
+                        bev=(bev.ev, bev.grid()) if bev is not None else None)
 
 
 def _write_frame(bag: BagOut, image_topic: str, frame: LabelledFrame, result, index: int) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import DatasetError, InputImageError
 from ..images import IMAGE_SUFFIXES, read_bgr, read_labels
+from .bev import kitti_road_projection, read_kitti_calib
 
 __all__ = [
     "GT_IGNORE_VALUE",
@@ -54,6 +55,8 @@ class LabelledFrame:
     stamp_ns: int | None = None
     frame_id: str = "camera"
     error: str | None = None
+    road_projection: np.ndarray | None = None  # 3x4 KITTI road frame -> image, for the BEV (bev.py)
+    bev_error: str | None = None  # why there is no road_projection
 
 
 def decode_kitti_gt(gt_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,6 +170,7 @@ class FolderSource:
     split: str | None = None
     road_id: int = 3
     ignore_id: int | None = 11
+    calib: bool = False  # KITTI: read each frame's calib/ for the BEV
 
     def __post_init__(self) -> None:
         if self.layout not in ("kitti", "class-index"):
@@ -189,7 +193,21 @@ class FolderSource:
             except InputImageError as err:
                 yield LabelledFrame(name, category, error=str(err))
                 continue
-            yield LabelledFrame(name, category, image, road, valid)
+            frame = LabelledFrame(name, category, image, road, valid)
+            if self.calib:
+                self._read_calib(frame, image_path)
+            yield frame
+
+    @staticmethod
+    def _read_calib(frame: LabelledFrame, image_path: Path) -> None:
+        path = kitti_calib_path(image_path)
+        if path is None:
+            frame.bev_error = f"no calib/{image_path.stem}.txt beside image_2/ (the BEV needs it)"
+            return
+        try:
+            frame.road_projection = kitti_road_projection(read_kitti_calib(path))
+        except InputImageError as err:
+            frame.bev_error = str(err)
 
     def read_gt(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """Decode one GT file of this layout."""

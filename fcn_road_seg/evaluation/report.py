@@ -1,5 +1,6 @@
 """Evaluation report: ``report.json`` (machine-readable), ``report.md`` (for people), ``pr_curve.png`` and
-``montage.png`` (best and worst frames, TP green / FP red / FN blue)."""
+``montage.png`` (best and worst frames, TP green / FP red / FN blue); with ``--bev`` also the KITTI
+bird's-eye-view metrics (``report.json["bev"]``, a BEV table in ``report.md``) and ``montage_bev.png``."""
 from __future__ import annotations
 
 import datetime as dt
@@ -93,6 +94,30 @@ def _montage(ev: Evaluation, path: Path) -> bool:
     return bool(cv2.imwrite(str(path), canvas))
 
 
+def _metric_table(overall: dict, per_category: dict) -> list[str]:
+    lines = ["| set | frames | " + " | ".join(_METRIC_KEYS) + " |", "|---" * (len(_METRIC_KEYS) + 2) + "|"]
+    for name, s in [("all", overall), *per_category.items()]:
+        if "error" in s:
+            lines.append(f"| {name} | {s['frames']} | " + " | ".join("n/a" for _ in _METRIC_KEYS) + " |")
+        else:
+            lines.append(f"| {name} | {s['frames']} | " + " | ".join(f"{100 * s[k]:.2f}" for k in _METRIC_KEYS) + " |")
+    return lines
+
+
+def _bev_markdown(bev: dict) -> list[str]:
+    g = bev["grid"]
+    lines = ["", "## Bird's-eye view (KITTI road benchmark metric)", "",
+             f"{bev['frames']['evaluated']} frames in BEV ({bev['frames']['skipped']} without calibration): "
+             f"{g['definition']}, {g['resolution_m']} m cells, x {g['x_range_m']} m, z {g['z_range_m']} m "
+             f"({g['rows_cols'][0]}x{g['rows_cols'][1]}); cells the camera does not see are not evaluated.", ""]
+    if "error" in bev["metrics"]:
+        return lines + [f"No BEV metrics: {bev['metrics']['error']}", ""]
+    lines += _metric_table(bev["metrics"], bev["per_category"])
+    if bev["frames"]["skipped_examples"]:
+        lines += ["", "Frames without BEV:", *[f"- {e}" for e in bev["frames"]["skipped_examples"]]]
+    return lines + ["", "![BEV best and worst frames](montage_bev.png)", ""]
+
+
 def _markdown(report: dict) -> str:
     m = report["metrics"]
     lines = [f"# Road segmentation evaluation — {report['source']['kind']} `{report['source']['path']}`", "",
@@ -101,12 +126,7 @@ def _markdown(report: dict) -> str:
              f"match. Threshold {m['threshold']:.3f} (IoU); MaxF threshold {m['threshold_maxf']:.3f} in the devkit's "
              f"i/255 steps, i.e. a mask of probability >= {mask_threshold(m['threshold_maxf']):.4f} (use that value "
              "as `--threshold` or the node's `threshold`).", "",
-             "| set | frames | " + " | ".join(_METRIC_KEYS) + " |", "|---" * (len(_METRIC_KEYS) + 2) + "|"]
-    for name, s in [("all", m), *report["per_category"].items()]:
-        if "error" in s:
-            lines.append(f"| {name} | {s['frames']} | " + " | ".join("n/a" for _ in _METRIC_KEYS) + " |")
-        else:
-            lines.append(f"| {name} | {s['frames']} | " + " | ".join(f"{100 * s[k]:.2f}" for k in _METRIC_KEYS) + " |")
+             *_metric_table(m, report["per_category"])]
     lines += ["", "Metrics in percent (KITTI road devkit semantics; PRE/REC/FPR/FNR at the MaxF threshold)."]
     if report["latency_ms"]:
         lines += ["", "| stage | p50 ms | p95 ms | p99 ms | mean ms |", "|---|---|---|---|---|"]
@@ -115,17 +135,39 @@ def _markdown(report: dict) -> str:
     if report.get("throughput_fps"):
         lines += ["", f"Throughput {report['throughput_fps']:.2f} frames/s end to end (decode + segment + metrics)."]
     b, mach = report["backend"], report["machine"]
-    lines += ["", f"Backend {b.get('name')} on {b.get('device')}; machine {mach['platform']}, "
+    why = f" ({b['selection']})" if b.get("selection") else ""
+    lines += ["", f"Backend {b.get('name')} on {b.get('device')}{why}; machine {mach['platform']}, "
               f"{mach['cpu_count']} CPUs ({mach['processor']}).", ""]
     if report["frames"]["skipped_examples"]:
         lines += ["Skipped frames:", *[f"- {e}" for e in report["frames"]["skipped_examples"]], ""]
     lines += ["![PR curve](pr_curve.png)", "", "![best and worst frames](montage.png)", ""]
+    if report.get("bev"):
+        lines += _bev_markdown(report["bev"])
     return "\n".join(lines)
 
 
+def _per_category(ev: Evaluation) -> dict:
+    if len(ev.categories) > 1 or "all" not in ev.categories:
+        return {c: _scores(m) for c, m in sorted(ev.categories.items())}
+    return {}
+
+
+def _bev_section(ev: Evaluation, grid: dict, out: Path) -> dict:
+    """report.json["bev"]: the BEV metrics beside the perspective ones, and montage_bev.png."""
+    section = {"grid": grid,
+               "frames": {"evaluated": ev.frames, "skipped": ev.skipped, "skipped_examples": ev.skipped_examples},
+               "metrics": _scores(ev.overall) if ev.frames else {"error": "no frame had a calibration", "frames": 0},
+               "per_category": _per_category(ev) if ev.frames else {},
+               "best": [{"name": n, "IoU": v} for n, v, _ in ev.best()],
+               "worst": [{"name": n, "IoU": v} for n, v, _ in ev.worst()]}
+    section["montage"] = "montage_bev.png" if _montage(ev, out / "montage_bev.png") else None
+    return section
+
+
 def write_report(ev: Evaluation, out_dir: str | Path, *, source: dict, contract=None, backend: dict | None = None,
-                 machine: str | None = None) -> dict:
-    """Write the report files into ``out_dir``; returns the JSON content. Refuses an empty evaluation."""
+                 machine: str | None = None, bev: tuple[Evaluation, dict] | None = None) -> dict:
+    """Write the report files into ``out_dir``; returns the JSON content. Refuses an empty evaluation.
+    ``bev``: (the bird's-eye-view Evaluation, its grid description) for ``evaluate --bev``."""
     if ev.frames == 0:
         raise DatasetError(
             f"no frame was evaluated ({ev.skipped} skipped, {ev.unmatched_images} images and {ev.unmatched_gt} GT "
@@ -151,8 +193,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, source: dict, contract=
                    "unmatched_images": ev.unmatched_images, "unmatched_gt": ev.unmatched_gt},
         "metrics_unit": "fraction in [0, 1] (report.md and the CLI show percent)",
         "metrics": overall,
-        "per_category": {c: _scores(m) for c, m in sorted(ev.categories.items())} if len(ev.categories) > 1
-        or "all" not in ev.categories else {},
+        "per_category": _per_category(ev),
         "latency_ms": latency,
         "latency_note": "percentiles are upper edges of 1.2 %-wide log bins",
         "throughput_fps": ev.frames / ev.wall_s if ev.wall_s > 0 else None,
@@ -161,6 +202,9 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, source: dict, contract=
     }
     report["pr_curve"] = _pr_curve(ev, out / "pr_curve.png")
     report["files"] = ["report.json", "report.md", "pr_curve.png"] + (["montage.png"] if _montage(ev, out / "montage.png") else [])
+    if bev is not None:
+        report["bev"] = _bev_section(*bev, out)
+        report["files"] += [report["bev"]["montage"]] if report["bev"]["montage"] else []
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(_markdown(report))
     log.info("report written to %s (MaxF %.2f %%, AP %.2f %% over %d frame%s)", out, 100 * overall["MaxF"],

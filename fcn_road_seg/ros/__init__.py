@@ -1,4 +1,4 @@
-"""Every rclpy module: the road_segmentation node, the image folder publisher, the bag player, the
+"""Every rclpy module: the road_segmentation node (and its ``~/bev_grid`` publisher), the image folder publisher, the bag player, the
 evaluator node, the headless demo, sensor_msgs <-> numpy conversion and the shared ``spin_node`` entry point.
 
 Only this subpackage imports rclpy or ROS message packages. It may import the core (pipeline, images,

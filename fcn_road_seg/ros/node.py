@@ -3,9 +3,10 @@
 Threading (see docs/architecture.md): the subscription callback only keeps the newest message (the one
 it replaces is counted as dropped) and wakes the worker; one worker thread converts the frame, runs the
 RoadSegmenter and publishes ``~/mask`` (mono8 0/255), ``~/overlay`` (bgr8) and ``~/probability``
-(mono8, ``metrics.quantize_probability``) with the input's header. Outputs nobody subscribes to are not
-computed. Frames with no usable content (blank, saturated, frozen: ``camera_faults``) are counted and
-get no output; ``/diagnostics`` reports rate, latency, drops, bad frames and camera faults once a second
+(mono8, ``metrics.quantize_probability``) with the input's header, and, when ``publish_bev_grid`` is on,
+``~/bev_grid`` (nav_msgs/OccupancyGrid on the ground, ``bev_grid.py``). Outputs nobody subscribes to are not
+computed. Frames with no usable content (blank, saturated, frozen: ``camera_faults``) are counted and get
+no output; ``/diagnostics`` reports rate, latency, drops, bad frames and camera faults once a second
 (ERROR while a camera fault lasts).
 
 Run: ``ros2 run fcn_road_seg road_seg_node --ros-args --params-file config/road_seg.yaml`` or
@@ -33,6 +34,7 @@ from ..backends import BACKENDS
 from ..errors import FcnRoadSegError, InputImageError, ModelError
 from ..evaluation.metrics import quantize_probability
 from ..pipeline import RoadSegmenter
+from .bev_grid import BevGridPublisher
 from .camera_faults import CameraFaultCheck, FaultLimits
 from .image_msgs import CONVERTER, array_to_image, describe, message_to_bgr
 from .spin import spin_node
@@ -48,6 +50,7 @@ LATENCY_WINDOW = 200  # frames kept for the latency percentiles
 DEFAULTS = {
     "model": "",
     "backend": "auto",
+    "precision": "fp16",
     "image_topic": "/camera/image_raw",
     "input_transport": "raw",
     "input_qos": "sensor_data",
@@ -63,6 +66,7 @@ DEFAULTS = {
 }
 CHOICES = {
     "backend": BACKENDS,
+    "precision": ("fp16", "fp32"),
     "input_transport": ("raw", "compressed"),
     "input_qos": ("sensor_data", "reliable"),
     "output_qos": ("reliable", "sensor_data"),
@@ -73,7 +77,8 @@ _RANGES = {"threshold": (0.0, 1.0), "overlay_alpha": (0.0, 1.0), "max_rate_hz": 
            "blank_stddev": (0.0, 255.0), "saturated_fraction": (0.5, 1.0), "frozen_frames": (0, 1000)}
 _DESCRIPTIONS = {
     "model": "road model: .onnx or TensorRT plan; empty = the shipped model",
-    "backend": "inference runtime",
+    "backend": "inference runtime: auto (TensorRT, else ONNX Runtime with a warning), tensorrt or onnxruntime",
+    "precision": "TensorRT engine precision when the node builds one from an .onnx on first use (cached)",
     "image_topic": "camera topic (with input_transport compressed, <image_topic>/compressed is used)",
     "input_transport": "raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage (JPEG/PNG)",
     "input_qos": "sensor_data: best effort, depth 1 (cameras); reliable: reliable, depth 1",
@@ -123,6 +128,7 @@ class NodeConfig:
 
     model: str
     backend: str
+    precision: str
     image_topic: str
     input_transport: str
     input_qos: str
@@ -221,6 +227,7 @@ class RoadSegmentationNode(Node):
             self._live = self._read_live()
             self._segmenter = self._open_segmenter()
             self._segmenter.threshold = self._live.threshold or self._segmenter.contract.default_threshold
+            self.bev = BevGridPublisher(self, self.config.image_topic, _qos(self.config.output_qos, depth=1))
         except Exception:
             super().destroy_node()
             raise
@@ -270,7 +277,7 @@ class RoadSegmentationNode(Node):
     def _open_segmenter(self) -> RoadSegmenter:
         model = self.config.model or None
         try:
-            return RoadSegmenter(model, backend=self.config.backend)
+            return RoadSegmenter(model, backend=self.config.backend, precision=self.config.precision)
         except FcnRoadSegError as err:
             raise ModelError(
                 f"cannot open the road model ({err}). Fix: set the 'model' parameter to an exported .onnx or "
@@ -337,7 +344,8 @@ class RoadSegmentationNode(Node):
         want_mask = self.mask_pub.get_subscription_count() > 0
         want_overlay = live.publish_overlay and self.overlay_pub.get_subscription_count() > 0
         want_probability = live.publish_probability and self.probability_pub.get_subscription_count() > 0
-        if not (want_mask or want_overlay or want_probability):
+        want_bev = self.bev.wanted()
+        if not (want_mask or want_overlay or want_probability or want_bev):
             self._stats.count("idle")
             return
         segmenter = self._segmenter
@@ -360,6 +368,8 @@ class RoadSegmentationNode(Node):
             self.overlay_pub.publish(array_to_image(result.overlay, "bgr8", header))
         if want_probability:
             self.probability_pub.publish(array_to_image(quantize_probability(result.probability), "mono8", header))
+        if want_bev:
+            self.bev.publish(result.probability, segmenter.threshold, header)
         self._stats.finished((time.monotonic() - received) * 1e3, sum(result.timings_ms.values()))
 
     def _usable(self, frame: np.ndarray, msg: Image | CompressedImage, live: LiveSettings) -> bool:
@@ -411,6 +421,7 @@ class RoadSegmentationNode(Node):
             **{k: f"{v:.2f}" if isinstance(v, float) else str(v) for k, v in snap.items()},
             "backend": backend.name,
             "device": backend.device,
+            "backend_selection": backend.selection,
             "model": str(getattr(backend, "path", self.config.model or "shipped")),
             "network_input": f"{contract.input_width}x{contract.input_height}",
             "threshold": f"{segmenter.threshold:g}",
@@ -418,7 +429,7 @@ class RoadSegmentationNode(Node):
             "converter": CONVERTER,
         }
         status.values = [KeyValue(key=k, value=v) for k, v in fields.items()]
-        array = DiagnosticArray(status=[status])
+        array = DiagnosticArray(status=[status, *self.bev.diagnostics(self.get_fully_qualified_name())])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..contract import DEFAULT_OPSET, ModelContract
+from ..contract import DEFAULT_OPSET, IR_VERSION, ModelContract
 from ..errors import ModelError
 from .model import FCN, FCNConfig
 
@@ -126,6 +126,14 @@ def export_onnx(
     for key, value in contract.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
+    # The exporter writes IR 10, whose only additions it uses are metadata on values and nodes; IR 8 is
+    # what TensorRT 8.6's parser knows (its bundled onnx 1.13.1), and opset 17 needs no more.
+    for value in list(proto.graph.input) + list(proto.graph.output) + list(proto.graph.value_info):
+        del value.metadata_props[:]
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+    if opset <= DEFAULT_OPSET:
+        proto.ir_version = IR_VERSION
     proto.producer_name = "fcn_road_seg"
     proto.producer_version = __version__
     onnx.checker.check_model(proto, full_check=True)

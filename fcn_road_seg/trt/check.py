@@ -1,10 +1,13 @@
 """Checks that a model will build and stay faithful as a TensorRT FP16 engine, runnable without TensorRT.
 
-1. Operators: every node type is in the TensorRT ONNX parser's documented support list for each target
-   TensorRT release (``data/trt_onnx_ops.json``, with its sources) and the model's opset is in range.
+1. Parser rules, per target TensorRT release (``data/trt_onnx_ops.json``, with the source of each rule):
+   every operator in the parser's supported list and its input type in that operator's supported types;
+   uint8 only as a network input/output, and every consumer of a uint8 input a Cast; opset within the
+   documented range; IR version no newer than the parser's onnx library. Each failure names the node,
+   the rule and the fix.
 2. Shapes: every tensor in the graph has a static shape, and input/output match the contract.
-3. FP16 fidelity: the model converted to float16 (onnxconverter-common, float32 kept at the uint8 input and
-   probability output) and run with ONNX Runtime on the CPU gives the same road mask as the FP32 model on
+3. FP16 fidelity: the model converted to float16 (``fp16.convert_to_fp16``, the conversion the TensorRT 11
+   build uses) and run with ONNX Runtime on the CPU gives the same road mask as the FP32 model on
    real frames, through the same RoadSegmenter path the product uses.
 4. FP16 range: the largest |activation| of the FP32 model on those frames stays below float16's maximum.
 
@@ -22,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import ModelContract, read_onnx_contract
-from ..errors import BackendUnavailableError
+from .fp16 import convert_to_fp16
 
 __all__ = [
     "FP16_MAX",
     "MIN_MASK_AGREEMENT",
+    "RULES",
     "OperatorReport",
     "FidelityReport",
     "RangeReport",
@@ -46,17 +50,37 @@ OPS_FILE = "trt_onnx_ops.json"
 
 
 def supported_operators() -> dict:
-    """The operator support table shipped with the package (targets -> operators, opset range, source)."""
+    """The parser support table shipped with the package (targets -> operators and types, opset/IR limits, sources)."""
     return json.loads(resources.files(__package__).joinpath("data", OPS_FILE).read_text())
+
+
+# ONNX element types by the names operators.md uses.
+_TYPE_NAMES = {"FLOAT": "FP32", "FLOAT16": "FP16", "BFLOAT16": "BF16", "FLOAT8E4M3FN": "FP8", "FLOAT4E2M1": "FP4"}
+RULES = (
+    "opset within the parser's documented range",
+    "IR version no newer than the parser's onnx library",
+    "every operator in the parser's supported list",
+    "every operator's input type in its supported types",
+    "uint8 only as a network input or output",
+    "every consumer of a uint8 network input is a Cast",
+)
+
+
+def _type_name(elem_type: int) -> str:
+    from onnx import TensorProto
+
+    name = TensorProto.DataType.Name(elem_type)
+    return _TYPE_NAMES.get(name, name)
 
 
 @dataclass
 class OperatorReport:
-    """Operator and shape check of one ONNX model against each TensorRT target."""
+    """Parser rules (operators, input types, uint8, opset, IR version) and static shapes, per TensorRT target."""
 
     op_counts: dict[str, int]
     opset: int
-    failures: dict[str, list[str]] = field(default_factory=dict)  # target -> problems
+    ir_version: int
+    failures: dict[str, list[str]] = field(default_factory=dict)  # target -> "node ...: rule ...; fix: ..."
     shape_problems: list[str] = field(default_factory=list)
 
     @property
@@ -65,9 +89,11 @@ class OperatorReport:
 
     def lines(self) -> list[str]:
         ops = ", ".join(f"{k} x{v}" for k, v in sorted(self.op_counts.items()))
-        out = [f"operators (opset {self.opset}): {ops}"]
+        out = [f"operators (opset {self.opset}, IR version {self.ir_version}): {ops}",
+               "TensorRT ONNX parser rules checked: " + "; ".join(RULES)]
         for target, problems in self.failures.items():
-            out.append(f"  TensorRT {target}: " + ("OK" if not problems else "FAIL: " + "; ".join(problems)))
+            out.append(f"  TensorRT {target}: " + ("OK" if not problems else "FAIL"))
+            out.extend(f"    - {p}" for p in problems)
         out.append("static shapes matching the contract: " + ("OK" if not self.shape_problems
                                                              else "FAIL: " + "; ".join(self.shape_problems)))
         return out
@@ -78,8 +104,83 @@ def _dims(value_info) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
 
 
+def _node_label(node, index: int) -> str:
+    return f"node {node.name or '#' + str(index)} ({node.op_type})"
+
+
+def _uint8_problems(graph, types: dict[str, int]) -> list[str]:
+    """The parser's UINT8 rule: uint8 only at the network's edges, and a uint8 input feeds Casts only."""
+    from onnx import TensorProto
+
+    outputs = {o.name for o in graph.output}
+    uint8_inputs = {i.name for i in graph.input if i.type.tensor_type.elem_type == TensorProto.UINT8}
+    problems = []
+    for index, node in enumerate(graph.node):
+        label = _node_label(node, index)
+        fed = [name for name in node.input if name in uint8_inputs]
+        if fed and node.op_type != "Cast":
+            problems.append(
+                f"{label} reads the uint8 network input {fed[0]}: rule 'every consumer of a uint8 network input is "
+                "a Cast' (TensorRT rejects any other reader); fix: cast the input to float first, e.g. "
+                "`image.to(torch.float32).permute(0, 3, 1, 2)` in PyTorch (`fcn-road-seg export` does), so the "
+                "input's only consumer is a Cast")
+        for name in node.output:
+            if types.get(name) == TensorProto.UINT8 and name not in outputs:
+                problems.append(
+                    f"{label} makes the uint8 intermediate tensor {name}: rule 'uint8 only as a network input or "
+                    "output' ('TensorRT does not support UINT8 types for intermediate tensors'); fix: cast to float "
+                    "(or int32) right after the network input and keep later tensors in that type")
+    return problems
+
+
+def _target_problems(target: str, entry: dict, graph, types: dict[str, int], opset: int, ir_version: int,
+                     foreign: set[str]) -> list[str]:
+    problems = []
+    if opset > entry["opset_max"]:
+        problems.append(f"opset {opset}: rule 'opset within the parser's documented range' (TensorRT {target}: "
+                        f"{entry['opset_min']}-{entry['opset_max']}); fix: re-export with "
+                        f"`fcn-road-seg export ... --opset {entry['opset_max']}`")
+    if opset < entry["opset_min"]:
+        problems.append(f"opset {opset}: rule 'opset within the parser's documented range' (TensorRT {target}: "
+                        f"{entry['opset_min']}-{entry['opset_max']}); fix: re-export at opset >= {entry['opset_min']}")
+    if ir_version > entry["ir_version_max"]:
+        problems.append(
+            f"IR version {ir_version}: rule 'IR version no newer than the parser's onnx library' (TensorRT {target} "
+            f"is built with IR {entry['ir_version_max']}; fields added later are unknown to it); fix: re-export with "
+            f"`fcn-road-seg export` (writes IR 8 at opset <= 17), or set `model.ir_version = "
+            f"{entry['ir_version_max']}` with the onnx library if the model uses nothing newer")
+    problems += [f"custom-domain op {op}: rule 'every operator in the parser's supported list'; fix: provide a "
+                 "TensorRT plugin for it or replace it" for op in sorted(foreign)]
+    table = entry["operators"]
+    missing_reported: set[str] = set()
+    for index, node in enumerate(graph.node):
+        label = _node_label(node, index)
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type not in table:
+            if node.op_type not in missing_reported:
+                missing_reported.add(node.op_type)
+                problems.append(f"{label}: rule 'every operator in the parser's supported list' ({node.op_type} is not "
+                                f"supported by TensorRT {target}); fix: replace it with supported operators or "
+                                "add a TensorRT plugin")
+            continue
+        allowed = table[node.op_type]
+        if allowed is None or not node.input or node.input[0] not in types:
+            continue  # types not documented, or an optional first input left empty
+        name = _type_name(types[node.input[0]])
+        if name == "INT64" and entry.get("int64_as_int32"):
+            name = "INT32"
+        if name == "UINT8" and node.op_type != "Cast":
+            continue  # reported by the uint8 rule, with its fix
+        if name not in allowed:
+            problems.append(f"{label} reads {name} ({node.input[0]}): rule 'every operator's input type in its "
+                            f"supported types' ({node.op_type} on TensorRT {target}: {', '.join(allowed)}); fix: "
+                            f"cast its input to one of those types first")
+    return problems
+
+
 def check_operators(model_path: str | Path, targets: list[str] | None = None) -> OperatorReport:
-    """Check node types, opset and static shapes of ``model_path`` against the shipped support table."""
+    """Check ``model_path`` against the TensorRT ONNX parser's documented rules for each target, and its shapes."""
     import onnx
 
     contract = read_onnx_contract(model_path)
@@ -89,28 +190,23 @@ def check_operators(model_path: str | Path, targets: list[str] | None = None) ->
     unknown = [t for t in targets if t not in table]
     if unknown:
         raise ValueError(f"unknown TensorRT target(s) {unknown}; choose from {', '.join(table)}")
+    graph = model.graph
+    types = {vi.name: vi.type.tensor_type.elem_type
+             for vi in list(graph.input) + list(graph.output) + list(graph.value_info)}
+    types.update({init.name: init.data_type for init in graph.initializer})
     counts: dict[str, int] = {}
     foreign: set[str] = set()
-    for node in model.graph.node:
+    for node in graph.node:
         if node.domain not in ("", "ai.onnx"):
             foreign.add(f"{node.domain}::{node.op_type}")
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    report = OperatorReport(op_counts=counts, opset=opset)
+    report = OperatorReport(op_counts=counts, opset=opset, ir_version=model.ir_version)
+    uint8 = _uint8_problems(graph, types)
     for target in targets:
-        entry = table[target]
-        problems = [f"custom-domain op {op} needs a plugin" for op in sorted(foreign)]
-        missing = sorted(set(counts) - set(entry["operators"]))
-        if missing:
-            problems.append(f"not in the parser's supported list: {', '.join(missing)}")
-        if opset > entry["opset_max"]:
-            problems.append(f"opset {opset} is above the documented maximum {entry['opset_max']}; re-export with "
-                            f"`fcn-road-seg export ... --opset {entry['opset_max']}`")
-        if opset < entry.get("opset_min", 1):
-            problems.append(f"opset {opset} is below the documented minimum {entry['opset_min']}")
-        report.failures[target] = problems
+        report.failures[target] = uint8 + _target_problems(target, table[target], graph, types, opset,
+                                                           model.ir_version, foreign)
 
-    graph = model.graph
     expected = {contract.input_name: list(contract.input_shape),
                 contract.output_name: [1, contract.input_height, contract.input_width]}
     for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
@@ -124,33 +220,6 @@ def check_operators(model_path: str | Path, targets: list[str] | None = None) ->
         report.shape_problems.append(f"graph inputs/outputs {names} differ from the contract's "
                                      f"{contract.input_name} -> {contract.output_name}")
     return report
-
-
-def convert_to_fp16(model_path: str | Path, out_path: str | Path) -> Path:
-    """Write a float16 copy of the model: float16 weights and activations, uint8 in, float32 probability out."""
-    try:
-        from onnxconverter_common.float16 import convert_float_to_float16
-    except ImportError as err:
-        raise BackendUnavailableError(
-            "the FP16 check needs onnxconverter-common: pip install 'fcn_road_seg[trt]' (or onnxconverter-common)"
-        ) from err
-    import onnx
-
-    model = onnx.load(str(model_path))
-    # The uint8 input, layout-only ops on it (Transpose/Reshape) and the uint8 -> float Cast stay as they are
-    # (the converter would otherwise emit an invalid Cast); a cast to float16 is inserted after them, as
-    # TensorRT does with FP16 enabled. Nodes are in topological order, so one pass follows the chain.
-    uint8_tensors = {i.name for i in model.graph.input}
-    keep = []
-    for node in model.graph.node:
-        if node.input and node.input[0] in uint8_tensors and node.op_type in ("Transpose", "Reshape", "Cast"):
-            keep.append(node.name)
-            if node.op_type != "Cast":
-                uint8_tensors.add(node.output[0])
-    half = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep)
-    out_path = Path(out_path)
-    onnx.save(half, str(out_path))
-    return out_path
 
 
 @dataclass

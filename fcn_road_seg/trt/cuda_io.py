@@ -1,12 +1,16 @@
 """CUDA memory for one inference stream through pycuda, independent of TensorRT.
 
-- ``CudaDevice`` retains the device's *primary* context (the one the CUDA runtime, and so TensorRT, uses)
-  and pushes/pops it around work, so any thread (the ROS node's worker) can use it.
+- ``CudaDevice`` uses the device's *primary* context (the one the CUDA runtime, and so TensorRT, uses),
+  retained once per process and device and released at exit, as pycuda's own ``pycuda.autoprimaryctx``
+  does (``Device.retain_primary_context()``, ``Context.push()/pop()``, ``Context.detach()``); it pushes and
+  pops it around work, so any thread (the ROS node's worker) can use it. Objects never release it one by
+  one: a second backend or a build in the same process shares the same context.
 - ``StreamIO`` owns page-locked host buffers and device buffers allocated once per tensor, one stream, and
   CUDA events that time the three stages: copy in, execute, copy out.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
@@ -14,13 +18,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, TensorRTError
 from .plan import GpuInfo
 
 __all__ = ["CudaDevice", "StreamIO", "TensorSpec", "import_pycuda"]
 
-PYCUDA_HINT = ("pycuda is not installed: on Jetson `sudo apt install python3-pycuda` (or `pip install pycuda` with "
-               "the CUDA toolkit on PATH); on a desktop `pip install pycuda`")
+PYCUDA_HINT = ("pycuda is not installed: `pip install 'pycuda>=2024.1.1'` builds it from source and needs the CUDA "
+               "toolkit on PATH (on Jetson: export PATH=/usr/local/cuda/bin:$PATH first; CUDA 13 needs "
+               "pycuda >= 2025.1.2)")
+_PRIMARY: dict[int, object] = {}  # device index -> its retained primary context, for the process's lifetime
+_PRIMARY_LOCK = threading.Lock()
+
+
+def _release_primary_contexts() -> None:
+    """atexit: release what ``_primary_context`` retained (pycuda.autoprimaryctx's ``_finish_up`` pattern)."""
+    with _PRIMARY_LOCK:
+        for context in _PRIMARY.values():
+            context.detach()
+        _PRIMARY.clear()
+
+
+def _primary_context(cuda, index: int):
+    """Device ``index``'s primary context, retained on first use and kept until the process exits."""
+    with _PRIMARY_LOCK:
+        if index not in _PRIMARY:
+            if not _PRIMARY:
+                atexit.register(_release_primary_contexts)
+            _PRIMARY[index] = cuda.Device(index).retain_primary_context()
+        return _PRIMARY[index]
 
 
 def import_pycuda():
@@ -45,13 +70,18 @@ class CudaDevice:
         count = cuda.Device.count()
         if not 0 <= index < count:
             raise BackendUnavailableError(
-                f"CUDA device {index} asked for but {count} found; pass device 0..{count - 1}"
+                f"CUDA device {index} asked for but {count} found; "
+                + (f"pass device 0..{count - 1}" if count else "check the NVIDIA driver with nvidia-smi "
+                   "(tegrastats on Jetson), or use backend onnxruntime")
             )
         self._cuda = cuda
         self.index = index
-        self._device = cuda.Device(index)
-        self.info = GpuInfo(self._device.name(), tuple(self._device.compute_capability()))
-        self._context = self._device.retain_primary_context()
+        device = cuda.Device(index)
+        self.info = GpuInfo(device.name(), tuple(device.compute_capability()))
+        try:
+            self._context = _primary_context(cuda, index)
+        except cuda.Error as err:
+            raise BackendUnavailableError(f"cannot open CUDA device {index} ({err}); check nvidia-smi") from err
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -61,12 +91,6 @@ class CudaDevice:
             yield
         finally:
             self._cuda.Context.pop()
-
-    def close(self) -> None:
-        """Release this object's hold on the primary context (it is destroyed when nobody retains it)."""
-        if self._context is not None:
-            self._context.detach()
-            self._context = None
 
 
 @dataclass(frozen=True)
@@ -84,10 +108,18 @@ class StreamIO:
         cuda = import_pycuda()
         self._cuda = cuda
         self.specs = {s.name: s for s in specs}
-        self.host = {s.name: cuda.pagelocked_empty(s.shape, s.dtype) for s in specs}
-        self.device = {s.name: cuda.mem_alloc(self.host[s.name].nbytes) for s in specs}
-        self.stream = cuda.Stream()
-        self._events = [cuda.Event() for _ in range(4)]
+        self.host: dict[str, np.ndarray] = {}
+        self.device: dict[str, object] = {}
+        try:
+            for s in specs:
+                self.host[s.name] = cuda.pagelocked_empty(s.shape, s.dtype)
+                self.device[s.name] = cuda.mem_alloc(self.host[s.name].nbytes)
+            self.stream = cuda.Stream()
+            self._events = [cuda.Event() for _ in range(4)]
+        except cuda.Error as err:  # pycuda's MemoryError and friends derive from driver.Error
+            self.free()
+            raise TensorRTError(f"cannot allocate GPU buffers ({type(err).__name__}: {err}); close other GPU "
+                                "programs (nvidia-smi / tegrastats shows memory use) and restart") from err
         self._lock = threading.Lock()
 
     def address(self, name: str) -> int:
@@ -109,7 +141,8 @@ class StreamIO:
             copied_in.record(self.stream)
             if not execute(self.stream.handle):
                 self.stream.synchronize()
-                raise RuntimeError("GPU execution failed to enqueue (see the TensorRT log above)")
+                raise TensorRTError("TensorRT could not enqueue the inference (see the TensorRT log above); "
+                                    "restart the node, and rebuild the engine if it persists")
             executed.record(self.stream)
             for name, spec in self.specs.items():
                 if not spec.is_input:
@@ -117,11 +150,13 @@ class StreamIO:
             copied_out.record(self.stream)
             self.stream.synchronize()
             outputs = {n: self.host[n].copy() for n, s in self.specs.items() if not s.is_input}
-        timings = {
-            "h2d": copied_in.time_since(start),
-            "execute": executed.time_since(copied_in),
-            "d2h": copied_out.time_since(executed),
-        }
+            # Inside the lock: another thread's run would re-record these events. ``end.time_since(start)``
+            # needs both events reached, which the synchronize above ensures (pycuda docs, Event.time_since).
+            timings = {
+                "h2d": copied_in.time_since(start),
+                "execute": executed.time_since(copied_in),
+                "d2h": copied_out.time_since(executed),
+            }
         return outputs, timings
 
     def free(self) -> None:

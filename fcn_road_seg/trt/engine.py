@@ -2,15 +2,32 @@
 
 ``fcn-road-seg build-engine MODEL.onnx -o ENGINE.plan`` builds one plan; ``cached_engine`` builds once per
 (model hash, GPU, TensorRT version, precision) under ``~/.cache/fcn_road_seg/engines`` and later only
-returns the path. Written against the TensorRT Python API of 8.6 and 10.x:
+returns the path. One build path for TensorRT 8.6, 10.x and 11.x, decided by the running major version.
+API facts (Python bindings ``python/src/infer/pyCore.cpp`` of github.com/NVIDIA/TensorRT, branches
+release/8.6, release/10.15, release/11.1; migration guide docs.nvidia.com/deeplearning/tensorrt/latest/api/
+migration/tensorrt-10x-to-11x-python-api-reference.html):
 
-- 8.6 needs ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH``; 10.x networks are always explicit-batch and
-  the flag is deprecated, so it is passed only before 10.
-- ``IProgressMonitor`` (``config.progress_monitor``) exists from 10.0; on 8.6 a log line marks each phase.
-- INT8 post-training calibration (``config.int8_calibrator``) is deprecated from 10.1 but still works.
-- ``builder.platform_has_fast_fp16/int8`` are deprecated in 10.x; they are consulted only where present.
+- Network creation: ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` is required on 8.6, deprecated and
+  ignored on 10.x, gone on 11.x (whose only typing flag, ``STRONGLY_TYPED``, is "always enabled"). We pass
+  it only below 10.
+- Precision: 8.6 and 10.x networks are weakly typed: ``BuilderFlag.FP16`` lets the builder pick FP16
+  kernels, ``BuilderFlag.INT8`` with ``config.int8_calibrator`` (an ``IInt8EntropyCalibrator2``) and
+  ``config.set_calibration_profile`` calibrates INT8 (deprecated since 10.1, still present in 10.15).
+  11.x removed ``BuilderFlag.FP16/INT8``, ``int8_calibrator``, ``set_calibration_profile`` and
+  ``platform_has_fast_fp16/int8``: networks are strongly typed, so FP16 means an FP16 ONNX. We convert the
+  model with ``fp16.convert_to_fp16`` (uint8 input, its Cast and the probability head kept float32), log its
+  mask agreement with the FP32 model on the bundled samples, and parse that. INT8 on 11.x is refused before
+  anything starts: it needs a quantized ONNX (Q/DQ nodes, e.g. from NVIDIA ModelOpt).
+- ``builder.platform_has_fast_fp16/int8`` (deprecated in 10.5, removed in 11) are read only where present.
+- ``BuilderFlag.TF32`` exists in all three; ``--fp32`` clears it, so FP32 really is FP32.
+- ``IProgressMonitor`` / ``config.progress_monitor`` exist in the 9.x, 10.x and 11.x bindings, not in 8.6;
+  8.6 gets a log line per phase.
+- Timing cache: ``config.create_timing_cache(bytes)``, ``config.set_timing_cache(cache, ignore_mismatch)``,
+  ``config.get_timing_cache()`` and ``ITimingCache.serialize()`` in all three. A cache that cannot be read
+  is rebuilt from empty; nothing is serialised when no cache is attached.
 
-TensorRT and pycuda are imported on use; without them the functions raise BackendUnavailableError.
+Every TensorRT or pycuda failure becomes a ``TensorRTError`` (or ``BackendUnavailableError`` where
+TensorRT/pycuda/CUDA is missing) whose message says what to do. TensorRT and pycuda are imported on use.
 """
 from __future__ import annotations
 
@@ -23,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import ModelContract, read_onnx_contract
-from ..errors import BackendUnavailableError, DatasetError, InputImageError, ModelError
+from ..errors import BackendUnavailableError, DatasetError, FcnRoadSegError, InputImageError, ModelError, TensorRTError
 from .plan import (
     PRECISIONS,
     EngineSidecar,
@@ -39,6 +56,7 @@ from .plan import (
 
 __all__ = [
     "BuildOptions",
+    "trt_major",
     "DEFAULT_WORKSPACE_MIB",
     "INSTALL_HINT",
     "import_tensorrt",
@@ -52,8 +70,15 @@ log = logging.getLogger(__name__)
 # 1 GiB: enough for FCN-8s tactics, and leaves room for the model, ROS and the camera on an 8 GB Jetson.
 DEFAULT_WORKSPACE_MIB = 1024
 INSTALL_HINT = (
-    "on Jetson install JetPack (it ships TensorRT) and `sudo apt install python3-pycuda` or `pip install pycuda`; "
-    "on a desktop with an NVIDIA driver `pip install tensorrt pycuda` (or pip install 'fcn_road_seg[tensorrt]')"
+    "on Jetson TensorRT comes with JetPack (python3-libnvinfer) and pycuda is `pip install 'pycuda>=2024.1.1'` with the CUDA "
+    "toolkit on PATH (export PATH=/usr/local/cuda/bin:$PATH); on a desktop with an NVIDIA driver "
+    "`pip install tensorrt pycuda` (or pip install 'fcn_road_seg[tensorrt]'); see docs/tensorrt.md"
+)
+INT8_ON_11 = (
+    "INT8 engines need TensorRT 8.6 or 10.x: TensorRT {version} removed implicit INT8 calibration "
+    "(BuilderFlag.INT8, IInt8EntropyCalibrator2). Quantize the ONNX instead (Q/DQ nodes, e.g. NVIDIA ModelOpt's "
+    "`modelopt.onnx.quantization.quantize(MODEL.onnx, quantize_mode='int8', calibration_data=..., "
+    "output_path=...)`) and build that with --fp32 (its Q/DQ nodes decide the precision), or build FP16 (the default)"
 )
 
 
@@ -63,10 +88,16 @@ def import_tensorrt():
         import tensorrt as trt
     except ImportError as err:
         raise BackendUnavailableError(f"TensorRT is not installed ({err}): {INSTALL_HINT}") from err
+    except OSError as err:  # the wheel is there but its CUDA/TensorRT libraries do not load
+        raise BackendUnavailableError(
+            f"TensorRT is installed but cannot load ({err}): check the NVIDIA driver (nvidia-smi) and that "
+            f"TensorRT matches the CUDA version; {INSTALL_HINT}"
+        ) from err
     return trt
 
 
 def trt_major(trt) -> int:
+    """The running TensorRT's major version (8, 10, 11): it decides the build path."""
     return int(trt.__version__.split(".")[0])
 
 
@@ -94,19 +125,25 @@ class BuildOptions:
             raise ValueError("--dla needs a core index >= 0 and FP16 or INT8 (DLA has no FP32 mode)")
 
 
-def calibration_batches(image_dir: str | Path, contract: ModelContract, max_images: int = 500):
-    """Yield (name, uint8 (1, H, W, 3) batch) for calibration images, preprocessed exactly like RoadSegmenter."""
-    from ..images import list_images, read_bgr
-    from ..preprocess import preprocess
+def calibration_images(image_dir: str | Path, max_images: int = 500) -> list[Path]:
+    """The calibration frames, checked before any build starts (DatasetError naming the fix)."""
+    from ..images import list_images
 
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise DatasetError(f"calibration folder not found: {image_dir}; pass --calib with a folder of frames")
     try:
-        paths = list_images([image_dir])[:max_images]
+        return list_images([image_dir])[:max_images]
     except InputImageError as err:
         raise DatasetError(f"{err}; INT8 calibration needs a few hundred frames like the camera's") from err
-    for path in paths:
+
+
+def calibration_batches(image_dir: str | Path, contract: ModelContract, max_images: int = 500):
+    """Yield (name, uint8 (1, H, W, 3) batch) for calibration images, preprocessed exactly like RoadSegmenter."""
+    from ..images import read_bgr
+    from ..preprocess import preprocess
+
+    for path in calibration_images(image_dir, max_images):
         yield path.name, preprocess(read_bgr(path), contract, color_order="bgr")
 
 
@@ -223,11 +260,7 @@ def current_gpu(device_index: int = 0) -> GpuInfo:
     """Name and compute capability of CUDA device ``device_index`` (via pycuda)."""
     from .cuda_io import CudaDevice
 
-    device = CudaDevice(device_index)
-    try:
-        return device.info
-    finally:
-        device.close()
+    return CudaDevice(device_index).info
 
 
 def build_engine(onnx_path: str | Path, plan_path: str | Path, options: BuildOptions | None = None) -> Path:
@@ -237,24 +270,38 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, options: BuildOpt
     trt = import_tensorrt()
     options = options or BuildOptions()
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
+    if options.precision == "int8" and trt_major(trt) >= 11:
+        raise TensorRTError(INT8_ON_11.format(version=trt.__version__))
     contract = read_onnx_contract(onnx_path)
+    if contract.contract_version < 2:
+        raise TensorRTError(
+            f"{onnx_path} has model contract version {contract.contract_version}: its graph transposes the uint8 "
+            "input before casting it, which no TensorRT parses; re-export it with `fcn-road-seg export` "
+            "(contract version 2 casts first; `fcn-road-seg check-trt` shows the rule)"
+        )
+    calib = calibration_images(options.calib_dir, options.calib_max_images) if options.precision == "int8" else []
     logger = trt_logger(trt)
     device = CudaDevice(options.device_index)
     try:
         with device.active():
-            plan = _build(trt, logger, onnx_path, plan_path, contract, options, device.info)
-            sidecar = EngineSidecar(
-                contract=contract,
-                tensorrt_version=trt.__version__,
-                gpu=device.info,
-                onnx_sha256=file_sha256(onnx_path),
-                precision=options.precision,
-                build_date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                workspace_mib=options.workspace_mib,
-                dla_core=options.dla_core,
-            )
-    finally:
-        device.close()
+            plan = _build(trt, logger, onnx_path, plan_path, contract, options, device.info, calib)
+    except FcnRoadSegError:
+        raise
+    except Exception as err:  # TensorRT raises RuntimeError/TypeError, pycuda its driver errors
+        raise TensorRTError(
+            f"TensorRT {trt.__version__} failed while building from {onnx_path} ({type(err).__name__}: {err}); "
+            "see the TensorRT log above, run `fcn-road-seg check-trt` on the model, and retry with -v"
+        ) from err
+    sidecar = EngineSidecar(
+        contract=contract,
+        tensorrt_version=trt.__version__,
+        gpu=device.info,
+        onnx_sha256=file_sha256(onnx_path),
+        precision=options.precision,
+        build_date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        workspace_mib=options.workspace_mib,
+        dla_core=options.dla_core,
+    )
     write_sidecar(plan_path, sidecar)  # sidecar first: whoever sees the plan also finds its sidecar
     atomic_write_bytes(plan_path, plan)
     log.info("wrote %s (%.1f MB) and %s", plan_path, len(plan) / 1e6, sidecar_path(plan_path).name)
@@ -267,39 +314,124 @@ def _phase(name: str, t0: float) -> float:
     return now
 
 
-def _build(trt, logger, onnx_path: Path, plan_path: Path, contract: ModelContract, options: BuildOptions,
-           gpu: GpuInfo) -> bytes:
-    t0 = time.perf_counter()
-    builder = trt.Builder(logger)
-    flags = 0 if trt_major(trt) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+def _fp16_onnx_for_strong_typing(onnx_path: Path, tmp: Path) -> Path:
+    """TensorRT >= 11: the FP16 ONNX to parse, with its mask agreement on the bundled samples logged."""
+    from ..images import list_images
+    from ..resources import samples_dir
+    from .fp16 import convert_to_fp16, mask_agreement
+
+    half = convert_to_fp16(onnx_path, tmp / f"{onnx_path.stem}_fp16.onnx")
+    try:
+        images = list_images([samples_dir()])
+    except (FileNotFoundError, InputImageError) as err:
+        log.warning("FP16 ONNX written, but its masks were not compared with FP32 (%s); run "
+                    "`fcn-road-seg check-trt %s`", err, onnx_path)
+        return half
+    log.info("TensorRT >= 11 is strongly typed, so FP16 is built from an FP16 copy of the model: %s",
+             mask_agreement(onnx_path, half, images).line())
+    return half
+
+
+def _parse(trt, builder, logger, onnx_path: Path):
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+                                     if trt_major(trt) < 10 else 0)
     parser = trt.OnnxParser(network, logger)
-    log.info("parsing %s with TensorRT %s on %s (%s)", onnx_path, trt.__version__, gpu.name, gpu.sm)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         for err in errors:
             log.error("ONNX parser: %s", err)
-        raise ModelError(
+        raise TensorRTError(
             f"TensorRT {trt.__version__} cannot parse {onnx_path}: {'; '.join(errors) or 'unknown error'}; run "
-            "`fcn-road-seg check-trt MODEL.onnx` and re-export (e.g. --opset 17 for TensorRT 8.6)"
+            "`fcn-road-seg check-trt MODEL.onnx` (it names the node, the rule and the fix) and re-export"
         )
-    t = _phase("parse", t0)
-    _check_network(trt, network, contract, onnx_path)
+    return network, parser  # the parser owns weights the network refers to: keep it alive until the build
 
+
+def _set_precision(trt, builder, config, options: BuildOptions, gpu: GpuInfo, profile, calib: list[Path],
+                   contract: ModelContract, plan_path: Path):
+    """Weakly typed builds (< 11) set FP16/INT8 flags; returns the INT8 calibrator to free, if any."""
+    if options.precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)  # FP32 means FP32, not TF32 tensor-core math
+        return None
+    if trt_major(trt) >= 11:
+        return None  # strongly typed: the FP16 ONNX decides (INT8 was refused before the build)
+    if not getattr(builder, "platform_has_fast_fp16", True):
+        raise TensorRTError(f"{gpu.name} has no fast FP16; build with --fp32 (or precision fp32)")
+    config.set_flag(trt.BuilderFlag.FP16)  # INT8 builds fall back to FP16 (not FP32) where INT8 is slower
+    if options.precision != "int8":
+        return None
+    if not getattr(builder, "platform_has_fast_int8", True):
+        raise TensorRTError(f"{gpu.name} has no fast INT8; build with FP16 (the default)")
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.set_calibration_profile(profile)
+    from ..images import read_bgr
+    from ..preprocess import preprocess
+
+    batches = ((p.name, preprocess(read_bgr(p), contract, color_order="bgr")) for p in calib)
+    cache = options.calib_cache or plan_path.with_name(plan_path.name + ".calib")
+    calibrator = _entropy_calibrator(trt, batches, int(np.prod(contract.input_shape)), cache)
+    config.int8_calibrator = calibrator
+    return calibrator
+
+
+def _attach_timing_cache(config, path: Path):
+    """Load the timing cache at ``path`` (a stale or corrupt one is replaced by an empty cache)."""
+    blob = path.read_bytes() if path.is_file() else b""
+    try:
+        cache = config.create_timing_cache(blob)
+    except Exception as err:  # TensorRT raises its own error types for a corrupt blob
+        log.warning("timing cache %s is unreadable (%s); starting a new one", path, err)
+        cache, blob = None, b""
+    if cache is None and blob:
+        log.warning("timing cache %s is stale; starting a new one", path)
+        blob = b""
+    if cache is None:
+        cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=True):
+        log.warning("timing cache %s could not be attached; building without it", path)
+        return None
+    log.info("timing cache %s (%s)", path, "reused" if blob else "new")
+    return cache
+
+
+def _save_timing_cache(config, path: Path) -> None:
+    cache = config.get_timing_cache()
+    if cache is None:
+        return
+    try:
+        atomic_write_bytes(path, bytes(cache.serialize()))
+    except OSError as err:
+        log.warning("could not save the timing cache %s (%s); the next build re-times its layers", path, err)
+
+
+def _build(trt, logger, onnx_path: Path, plan_path: Path, contract: ModelContract, options: BuildOptions,
+           gpu: GpuInfo, calib: list[Path]) -> bytes:
+    import tempfile
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fcn_road_seg_trt_") as tmp:
+        source = onnx_path
+        if trt_major(trt) >= 11 and options.precision == "fp16":
+            source = _fp16_onnx_for_strong_typing(onnx_path, Path(tmp))
+        builder = trt.Builder(logger)
+        log.info("parsing %s with TensorRT %s on %s (%s)", source, trt.__version__, gpu.name, gpu.sm)
+        network, parser = _parse(trt, builder, logger, source)
+        t = _phase("parse", t0)
+        _check_network(trt, network, contract, onnx_path)
+        try:
+            return _configure_and_build(trt, builder, network, onnx_path, plan_path, contract, options, gpu, calib, t)
+        finally:
+            del parser
+
+
+def _configure_and_build(trt, builder, network, onnx_path: Path, plan_path: Path, contract: ModelContract,
+                         options: BuildOptions, gpu: GpuInfo, calib: list[Path], t: float) -> bytes:
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
-    if options.precision in ("fp16", "int8"):
-        if not getattr(builder, "platform_has_fast_fp16", True):
-            raise BackendUnavailableError(f"{gpu.name} has no fast FP16; build with --fp32")
-        config.set_flag(trt.BuilderFlag.FP16)  # INT8 builds fall back to FP16 (not FP32) where INT8 is slower
-    if options.precision == "int8":
-        if not getattr(builder, "platform_has_fast_int8", True):
-            raise BackendUnavailableError(f"{gpu.name} has no fast INT8; build with FP16 (the default)")
-        config.set_flag(trt.BuilderFlag.INT8)
     if options.dla_core is not None:
         cores = builder.num_DLA_cores
         if options.dla_core >= cores:
-            raise BackendUnavailableError(
+            raise TensorRTError(
                 f"--dla {options.dla_core} asked for but this device has {cores} DLA core(s) "
                 "(AGX Orin and Orin NX 16GB: 2, Orin NX 8GB: 1, Orin Nano: 0); omit --dla to run on the GPU"
             )
@@ -311,22 +443,10 @@ def _build(trt, logger, onnx_path: Path, plan_path: Path, contract: ModelContrac
     profile = builder.create_optimization_profile()
     profile.set_shape(contract.input_name, shape, shape, shape)  # static: min = opt = max
     config.add_optimization_profile(profile)
-
-    calibrator = None
-    if options.precision == "int8":
-        config.set_calibration_profile(profile)
-        calib_cache = options.calib_cache or plan_path.with_name(plan_path.name + ".calib")
-        batches = calibration_batches(options.calib_dir, contract, options.calib_max_images)
-        calibrator = _entropy_calibrator(trt, batches, int(np.prod(shape)), calib_cache)
-        config.int8_calibrator = calibrator
+    calibrator = _set_precision(trt, builder, config, options, gpu, profile, calib, contract, plan_path)
 
     timing_path = options.timing_cache or timing_cache_path(gpu, trt.__version__)
-    blob = timing_path.read_bytes() if timing_path.is_file() else b""
-    timing = config.create_timing_cache(blob)
-    if not config.set_timing_cache(timing, ignore_mismatch=False):
-        log.warning("timing cache %s does not match this GPU/TensorRT; building without it", timing_path)
-    log.info("timing cache %s (%s)", timing_path, "reused" if blob else "new")
-
+    _attach_timing_cache(config, timing_path)
     monitor = _progress_monitor(trt)
     if monitor is not None:
         config.progress_monitor = monitor
@@ -340,13 +460,13 @@ def _build(trt, logger, onnx_path: Path, plan_path: Path, contract: ModelContrac
         if calibrator is not None:
             calibrator.free()
     if serialized is None:
-        raise ModelError(
+        raise TensorRTError(
             f"TensorRT could not build an engine from {onnx_path} (see the TensorRT errors above); if it ran out "
             f"of memory, close other GPU programs or lower --workspace (now {options.workspace_mib} MiB), or "
             "build on a larger device of the same model and TensorRT version"
         )
     _phase("build", t)
-    atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
+    _save_timing_cache(config, timing_path)
     return bytes(serialized)
 
 
