@@ -62,3 +62,22 @@ def tiny_onnx(tmp_path_factory, tiny_net) -> Path:
     contract = contract_for(tiny_net.config, (96, 320), training_data="random weights (tests)",
                             metrics={"MaxF": 0.5})
     return export_onnx(tiny_net, contract, path)
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_onnx):
+    """The random tiny model through the real pipeline and ONNX Runtime."""
+    from fcn_road_seg.pipeline import RoadSegmenter
+
+    with RoadSegmenter(tiny_onnx, backend="onnxruntime") as seg:
+        yield seg
+
+
+@pytest.fixture(scope="module")
+def harness():
+    """A real rclpy context, executor and probe node for the node tests (ros_harness.py)."""
+    from ros_harness import RosHarness
+
+    h = RosHarness()
+    yield h
+    h.close()

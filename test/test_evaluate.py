@@ -17,17 +17,10 @@ from fcn_road_seg.evaluation.evaluate import EvalConfig, decode_gt_message, run_
 from fcn_road_seg.evaluation.streaming import LatencyHistogram
 from fcn_road_seg.evaluation.groundtruth import FolderSource, category_of, decode_kitti_gt
 from fcn_road_seg.images import read_bgr
-from fcn_road_seg.pipeline import RoadSegmenter
 from fcn_road_seg.evaluation.report import REPORT_FILES
 
 METRICS = ("MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU", "threshold_maxf", "frames", "pixels")
 IMAGE, GT = "/camera/image_raw", "/camera/road_gt"
-
-
-@pytest.fixture(scope="module")
-def segmenter(tiny_onnx):
-    with RoadSegmenter(tiny_onnx, backend="onnxruntime") as seg:
-        yield seg
 
 
 @pytest.fixture(scope="module")

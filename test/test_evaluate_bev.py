@@ -15,15 +15,8 @@ from fcn_road_seg.evaluation.bev import read_kitti_calib
 from fcn_road_seg.evaluation.evaluate import EvalConfig, run_evaluation
 from fcn_road_seg.evaluation.groundtruth import FolderSource, decode_kitti_gt
 from fcn_road_seg.images import read_bgr
-from fcn_road_seg.pipeline import RoadSegmenter
 
 FRAMES = ("um_000000", "umm_000000", "uu_000001")
-
-
-@pytest.fixture(scope="module")
-def segmenter(tiny_onnx):
-    with RoadSegmenter(tiny_onnx, backend="onnxruntime") as seg:
-        yield seg
 
 
 @pytest.fixture(scope="module")

@@ -25,20 +25,13 @@ from fcn_road_seg.pipeline import RoadSegmenter  # noqa: E402
 from fcn_road_seg.ros.image_msgs import image_to_bgr  # noqa: E402
 
 from ros_frames import ENCODINGS, compressed_msg, image_msg  # noqa: E402
-from ros_harness import RAW_TOPIC, RosHarness, status_values, wait_until  # noqa: E402
+from ros_harness import RAW_TOPIC, status_values, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MASK, OVERLAY, PROBABILITY = (f"/{NODE_NAME}/{t}" for t in ("mask", "overlay", "probability"))
 # The random test model's road probability spans about 0.50-0.66 on these frames: a threshold inside
 # that span gives masks with both road and background.
 THRESHOLD = 0.57
-
-
-@pytest.fixture(scope="module")
-def harness():
-    h = RosHarness()
-    yield h
-    h.close()
 
 
 @pytest.fixture(scope="module")

@@ -21,19 +21,12 @@ from fcn_road_seg.ros.bev_grid import BEV_DEFAULTS, BEV_LIVE  # noqa: E402
 from fcn_road_seg.ros.node import NODE_NAME, RoadSegmentationNode  # noqa: E402
 
 from ros_frames import image_msg  # noqa: E402
-from ros_harness import RAW_TOPIC, RosHarness, status_values, wait_until  # noqa: E402
+from ros_harness import RAW_TOPIC, status_values, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 THRESHOLD = 0.57  # inside the random test model's probability span on KITTI frames (see test_node.py)
 GRID, PROBABILITY = f"/{NODE_NAME}/bev_grid", f"/{NODE_NAME}/probability"
 INFO_TOPIC = RAW_TOPIC.rpartition("/")[0] + "/camera_info"
-
-
-@pytest.fixture(scope="module")
-def harness():
-    h = RosHarness()
-    yield h
-    h.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,6 @@ from fcn_road_seg.errors import BackendUnavailableError, ContractError, InputIma
 from fcn_road_seg.pipeline import RoadSegmenter, overlay
 
 
-@pytest.fixture(scope="module")
-def segmenter(tiny_onnx):
-    with RoadSegmenter(tiny_onnx, backend="onnxruntime") as seg:
-        yield seg
-
-
 def test_mask_at_frame_size_with_binary_values(segmenter, kitti_images, camvid_images):
     for path in kitti_images + camvid_images:
         frame = cv2.imread(str(path))
