@@ -38,6 +38,7 @@ class ModelContract:
     output_layout: str = "NHW"
     default_threshold: float = 0.5
     variant: str = "fcn8s"
+    encoder: str = "vgg16"
     width_mult: float = 1.0
     fc_width: int = 4096
     training_data: str = "untrained"

@@ -37,7 +37,7 @@ def _args(data, out, *extra: str) -> argparse.Namespace:
     add_train_args(parser)
     return parser.parse_args([
         "--data", str(data), "--val-split", "train.txt", "--out", str(out), "--input-size", "96", "128",
-        "--width", "0.125", "--fc-width", "32", "--batch-norm", "--dropout", "0", "--batch-size", "2",
+        "--width", "0.125", "--fc-width", "32", "--encoder", "vgg16_bn", "--dropout", "0", "--batch-size", "2",
         "--workers", "0", "--scale", "1", "1", "--aspect", "1", "1", "--hflip", "0", "--jitter", "0", *extra,
     ])
 
@@ -47,10 +47,11 @@ def _losses(run) -> list[float]:
         return [float(r["train_loss"]) for r in csv.DictReader(f)]
 
 
-def test_overfits_two_frames_and_exports_metrics(two_frames, tmp_path):
+def test_overfits_two_frames_and_exports_metrics(two_frames, tmp_path, caplog):
     run = tmp_path / "run"
     onnx_path = train_main(_args(two_frames, run, "--epochs", "15", "--lr", "1e-2", "--warmup-epochs", "0",
                                  "--val-every", "15"))
+    assert "2 of 2 validation frames are also training frames" in caplog.text
     losses = _losses(run)
     assert len(losses) == 15 and losses[-1] < 0.5 * losses[0]
     best = load_checkpoint(run / "best.pt")
@@ -102,7 +103,7 @@ def test_cli_reports_bad_data(tmp_path, capsys):
 def test_kitti_layout_is_detected_and_split(shared_data, tmp_path):
     args = _args(shared_data / "kitti_road", tmp_path / "run", "--val-fraction", "0.5", "--input-size", "96", "320")
     train_set, val_set, desc = build_datasets(args)
-    assert train_set.spec.kind == "kitti" and len(train_set) == len(val_set) == 1
+    assert train_set.datasets[0].spec.kind == "kitti" and len(train_set) == len(val_set) == 1
     assert {s.name for s in train_set.samples + val_set.samples} == {"um_000000.png", "um_000001.png"}
     x, y = train_set[0]
     assert x.shape == (3, 96, 320) and "KITTI road" in desc

@@ -21,6 +21,7 @@ from .model import FCN, FCNConfig
 __all__ = ["DeployableFCN", "load_checkpoint", "export_onnx", "export_checkpoint", "contract_for", "DEFAULT_OPSET"]
 
 log = logging.getLogger(__name__)
+_EXPORTER_MIN_OPSET = 18  # the lowest opset torch.onnx's dynamo exporter has implementations for
 
 
 class DeployableFCN(nn.Module):
@@ -68,18 +69,18 @@ def contract_for(
     default_threshold: float = 0.5,
 ) -> ModelContract:
     """The contract an exported model of this architecture and size carries."""
-    extra = {"normalization": normalization} if normalization else {}
     return ModelContract(
         input_height=int(input_size[0]),
         input_width=int(input_size[1]),
         variant=config.variant,
+        encoder=config.encoder,
         width_mult=config.width_mult,
         fc_width=config.fc_width,
         training_data=training_data,
         metrics=dict(metrics or {}),
         default_threshold=default_threshold,
         package_version=__version__,
-        **extra,
+        normalization=normalization or config.normalization,
     )
 
 
@@ -105,19 +106,20 @@ def export_onnx(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # The exporter warns about every torchvision op it cannot register; FCN uses none of them.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    logging.getLogger("onnx_ir.passes.common.initializer_deduplication").setLevel(logging.WARNING)
     log.info("exporting %s at %dx%d (opset %d) to %s", contract.variant, h, w, opset, out_path)
     with torch.no_grad():
         program = torch.onnx.export(
             wrapper,
             (dummy,),
             dynamo=True,
-            opset_version=opset,
+            opset_version=max(opset, _EXPORTER_MIN_OPSET),
             input_names=[contract.input_name],
             output_names=[contract.output_name],
             external_data=False,
             verbose=False,
         )
-    proto = program.model_proto
+    proto = _at_opset(program.model_proto, opset)
     del proto.metadata_props[:]
     for key, value in contract.to_metadata().items():
         entry = proto.metadata_props.add()
@@ -129,6 +131,24 @@ def export_onnx(
     return out_path
 
 
+def _at_opset(proto, opset: int):
+    """The exported graph at ``opset``. The exporter implements opset 18 and up; converting down before its
+    optimiser runs fails for graphs with a Pad (EfficientNet-Lite's TensorFlow-"SAME" padding: ONNX has no
+    Pad adapter 18 -> 17), so the export runs at 18 and the optimised graph, each Pad folded into its Conv,
+    converts here."""
+    from onnx import version_converter
+
+    current = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    if current == opset:
+        return proto
+    try:
+        return version_converter.convert_version(proto, opset)
+    except RuntimeError as err:
+        ops = sorted({n.op_type for n in proto.graph.node})
+        raise ModelError(f"the exported graph (opset {current}; ops {', '.join(ops)}) does not convert to opset "
+                         f"{opset} ({err}); export with --opset {current}") from err
+
+
 def export_checkpoint(
     checkpoint: str | Path,
     out_path: str | Path,
@@ -138,7 +158,7 @@ def export_checkpoint(
 ) -> Path:
     """Export a training checkpoint; size, normalisation and metrics come from the checkpoint."""
     ckpt = load_checkpoint(checkpoint)
-    config = FCNConfig(**ckpt["config"])
+    config = FCNConfig.from_dict(ckpt["config"])
     net = FCN(config)
     net.load_state_dict(ckpt["model"])
     size = input_size or tuple(ckpt.get("input_size", ()))
