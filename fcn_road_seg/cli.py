@@ -80,7 +80,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
         net = FCN(_arch_config(args)).eval()
         out = export_onnx(net, contract_for(net.config, args.input_size), args.output, opset=args.opset)
     else:
-        out = export_checkpoint(args.checkpoint, args.output, input_size=args.input_size, opset=args.opset)
+        calibrate_on = None
+        if args.calibrate:
+            if len(args.calibrate) > 2:
+                raise FcnRoadSegError("--calibrate takes a dataset folder and at most one split list")
+            calibrate_on = (Path(args.calibrate[0]), args.calibrate[1] if len(args.calibrate) == 2 else None)
+        out = export_checkpoint(args.checkpoint, args.output, input_size=args.input_size, opset=args.opset,
+                                calibrate_on=calibrate_on)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -218,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="output .onnx path")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="network input size")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17; 17 is what TensorRT 8.6 parses)")
+    p.add_argument("--calibrate", nargs="+", metavar=("DATA", "SPLIT"),
+                   help="fit a temperature and bias on this validation set (and split list) and bake them into "
+                        "the graph, so the default threshold 0.5 sits near the best one")
     add_arch_args(p)
 
     p = command("model-info", _cmd_model_info, "parameters and GFLOPs of an architecture or an exported model")

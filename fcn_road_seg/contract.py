@@ -43,6 +43,7 @@ class ModelContract:
     fc_width: int = 4096
     training_data: str = "untrained"
     metrics: dict[str, float] = field(default_factory=dict)
+    calibration: dict[str, float | str] = field(default_factory=dict)  # temperature/bias inside the graph
     package_version: str = "0.1.0"
     contract_version: int = CONTRACT_VERSION
 

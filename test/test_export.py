@@ -59,6 +59,39 @@ def test_onnxruntime_matches_pytorch_on_real_frames(tiny_onnx, tiny_net, kitti_i
     assert min(spread) > 0.01  # the comparison is not between two constant maps
 
 
+def test_efficientnet_lite_export_is_opset17_and_matches_pytorch_on_real_frames(tmp_path, kitti_images,
+                                                                             camvid_images):
+    """The ImageNet-initialised Lite0 FCN (random score layers, so the maps vary) exported at opset 17: plain
+    ONNX ops only, and ONNX Runtime within 1e-4 of PyTorch on real KITTI and CamVid frames."""
+    from fcn_road_seg.training.export import contract_for, export_onnx
+    from fcn_road_seg.training.model import FCN, FCNConfig, load_imagenet
+
+    torch.manual_seed(0)
+    net = FCN(FCNConfig(encoder="efficientnet-lite0"))
+    load_imagenet(net)
+    with torch.no_grad():
+        for name in ("score_fr", "score_pool4", "score_pool3"):
+            getattr(net, name).weight.normal_(0, 0.05)
+    net.eval()
+    path = export_onnx(net, contract_for(net.config, (64, 192)), tmp_path / "lite0.onnx", opset=17)
+    model = onnx.load(str(path))
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 17)]
+    assert {n.op_type for n in model.graph.node} <= {
+        "Cast", "Transpose", "Mul", "Add", "Sub", "Conv", "Clip", "ConvTranspose", "Gather", "Sigmoid"}
+    contract = read_onnx_contract(path)
+    assert contract.encoder == "efficientnet-lite0" and contract.normalization["std"][0] == pytest.approx(128 / 255)
+    wrapper = DeployableFCN(net, contract.normalization["mean"], contract.normalization["std"]).eval()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    spread = []
+    for name, batch in _frames(kitti_images + camvid_images, (64, 192)):
+        (ours,) = session.run(None, {"image": batch})
+        with torch.no_grad():
+            ref = wrapper(torch.from_numpy(batch)).numpy()
+        assert np.abs(ours - ref).max() <= 1e-4, name
+        spread.append(ours.max() - ours.min())
+    assert min(spread) > 0.01
+
+
 def test_checkpoint_export_carries_size_and_metrics(tmp_path, tiny_net):
     ckpt = {"model": tiny_net.state_dict(), "config": asdict(tiny_net.config),
             "input_size": [64, 96], "training_data": "unit test", "metrics": {"MaxF": 0.9, "AP": 0.8}}
@@ -83,3 +116,39 @@ def test_missing_and_non_onnx_and_contractless_models(tmp_path):
     onnx.save(onnx.helper.make_model(graph), str(bare))
     with pytest.raises(ContractError, match="fcn-road-seg export"):
         read_onnx_contract(bare)
+
+
+def test_fitted_calibration_recovers_a_known_temperature_and_bias():
+    from fcn_road_seg.training.calibrate import fit_calibration
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(200_000, generator=gen) * 4
+    labels = torch.bernoulli(torch.sigmoid((z - 1.5) / 2.5), generator=gen)
+    cal = fit_calibration(z, labels)
+    assert cal.temperature == pytest.approx(2.5, rel=0.05) and cal.bias == pytest.approx(1.5, abs=0.1)
+    assert cal.nll_after < cal.nll_before
+    assert cal.apply(torch.sigmoid(torch.tensor(1.5)).item()) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_calibrated_export_bakes_temperature_and_bias_into_the_graph(tmp_path, shared_data, tiny_net):
+    """`export --calibrate` fits on real KITTI frames; the graph returns sigmoid((z - b) / T) and the contract
+    records the calibration and where the validation MaxF threshold moved."""
+    from fcn_road_seg.training.calibrate import Calibration
+
+    ckpt = {"model": tiny_net.state_dict(), "config": asdict(tiny_net.config), "input_size": [64, 192],
+            "metrics": {"MaxF": 0.9, "threshold_maxf": 0.3}}
+    torch.save(ckpt, tmp_path / "c.pt")
+    out = export_checkpoint(tmp_path / "c.pt", tmp_path / "c.onnx",
+                            calibrate_on=(shared_data / "kitti_road", None))
+    contract = read_onnx_contract(out)
+    cal = Calibration(**contract.calibration)
+    assert cal.pixels > 0 and cal.nll_after <= cal.nll_before and "kitti_road" in cal.fitted_on
+    assert contract.metrics["threshold_maxf"] == pytest.approx(cal.apply(0.3))
+    frame = cv2.resize(cv2.imread(str(shared_data / "kitti_road" / "training" / "image_2" / "um_000000.png")),
+                       (192, 64))[None, ..., ::-1].copy()
+    (prob,) = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": frame})
+    plain = DeployableFCN(tiny_net, contract.normalization["mean"], contract.normalization["std"]).eval()
+    with torch.no_grad():
+        z = torch.logit(plain(torch.from_numpy(frame)).double(), eps=1e-12)
+    expected = torch.sigmoid((z - cal.bias) / cal.temperature).numpy()
+    assert np.abs(prob - expected).max() <= 1e-4

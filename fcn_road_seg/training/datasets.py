@@ -37,6 +37,8 @@ __all__ = [
     "KITTI_SEMANTICS_ROAD_ID",
     "KITTI_SEMANTICS_IGNORE_ID",
     "split_kitti",
+    "detect_layout",
+    "folder_samples",
     "class_index_samples",
     "check_sizes",
     "count_unexpected_colours",
@@ -169,6 +171,41 @@ def kitti_semantics_samples(root: str | Path, split: str | Path | None = None) -
         raise DatasetError(f"{len(missing)} images in {images_dir} have no label in {labels_dir} "
                            f"(e.g. {missing[0]}); expected semantic/<name>.png with Cityscapes ids")
     return [Sample(p, labels_dir / f"{p.stem}.png", "semantics") for p in images]
+
+
+def detect_layout(data: Path, forced: str = "auto") -> str:
+    """``kitti`` (a gt_image_2/ folder), ``kitti-semantics`` (semantic/) or ``index`` (images/ + labels/)."""
+    if not data.is_dir():
+        raise DatasetError(f"dataset folder not found: {data}; pass --data with the dataset root")
+    if forced != "auto":
+        return forced
+    for d in (data, data / "training", data / "data_road" / "training"):
+        if (d / "gt_image_2").is_dir():
+            return "kitti"
+        if (d / "semantic").is_dir():
+            return "kitti-semantics"
+    return "index"
+
+
+def folder_samples(data: Path, split: str | Path | None, layout: str = "auto", road_id: int = 3,
+                   ignore_id: int | None = 11) -> tuple[list[Sample], LabelSpec, str]:
+    """Samples, label reader and a description of one dataset folder (all frames, or a split list's).
+    A class-index folder needs its split list."""
+    layout = detect_layout(data, layout)
+    name = data.resolve().name
+    listed = Path(split).name if split is not None else "all"
+    if layout == "kitti":
+        samples, spec = kitti_road_samples(data, split), LabelSpec("kitti")
+        count_unexpected_colours(samples)
+        return samples, spec, f"KITTI road {name} {listed} ({len(samples)} frames)"
+    if layout == "kitti-semantics":
+        spec = LabelSpec("index", KITTI_SEMANTICS_ROAD_ID, KITTI_SEMANTICS_IGNORE_ID)
+        samples = kitti_semantics_samples(data, split)
+        return samples, spec, f"KITTI semantics {name} {listed} ({len(samples)} frames; road id 7)"
+    if split is None:
+        raise DatasetError(f"{data} is a class-index folder: give a split list of its frames (e.g. test.txt)")
+    samples = class_index_samples(data, split)
+    return samples, LabelSpec("index", road_id, ignore_id), f"{name} {listed} ({len(samples)} frames; road id {road_id})"
 
 
 def split_kitti(samples: list[Sample], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[Sample], list[Sample]]:

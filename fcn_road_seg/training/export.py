@@ -16,6 +16,7 @@ from torch import nn
 from .. import __version__
 from ..contract import DEFAULT_OPSET, ModelContract
 from ..errors import ModelError
+from .calibrate import Calibration
 from .model import FCN, FCNConfig
 
 __all__ = ["DeployableFCN", "load_checkpoint", "export_onnx", "export_checkpoint", "contract_for", "DEFAULT_OPSET"]
@@ -27,9 +28,10 @@ _EXPORTER_MIN_OPSET = 18  # the lowest opset torch.onnx's dynamo exporter has im
 class DeployableFCN(nn.Module):
     """Wrap an FCN: uint8 NHWC RGB in, road probability (N, H, W) out."""
 
-    def __init__(self, net: FCN, mean: list[float], std: list[float]) -> None:
+    def __init__(self, net: FCN, mean: list[float], std: list[float], calibration: Calibration | None = None) -> None:
         super().__init__()
         self.net = net
+        self.calibration = calibration
         std_t = torch.tensor(std, dtype=torch.float32)
         # (x / 255 - mean) / std  ==  x * scale + shift, folded into two constants.
         self.register_buffer("scale", (1.0 / (255.0 * std_t)).view(1, 1, 1, 3))
@@ -41,8 +43,12 @@ class DeployableFCN(nn.Module):
         # runs ~2x faster in ONNX Runtime than over NHWC's innermost axis of 3 (same arithmetic).
         x = image.to(torch.float32).permute(0, 3, 1, 2) * self.scale.view(1, 3, 1, 1) + self.shift.view(1, 3, 1, 1)
         logits = self.net(x)
-        # Two-class softmax, road channel: softmax(l)[1] == sigmoid(l1 - l0).
-        return torch.sigmoid(logits[:, 1] - logits[:, 0])
+        # Two-class softmax, road channel: softmax(l)[1] == sigmoid(l1 - l0); calibrated: ((l1 - l0) - b) / T.
+        z = logits[:, 1] - logits[:, 0]
+        if self.calibration is not None:
+            cal = self.calibration
+            z = z * (1.0 / cal.temperature) - cal.bias / cal.temperature
+        return torch.sigmoid(z)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -67,8 +73,13 @@ def contract_for(
     training_data: str = "untrained",
     metrics: dict[str, float] | None = None,
     default_threshold: float = 0.5,
+    calibration: Calibration | None = None,
 ) -> ModelContract:
-    """The contract an exported model of this architecture and size carries."""
+    """The contract an exported model of this architecture and size carries. With a calibration, the
+    metrics' ``threshold_maxf`` is moved to where the calibrated probability puts it."""
+    metrics = dict(metrics or {})
+    if calibration is not None and "threshold_maxf" in metrics:
+        metrics["threshold_maxf"] = calibration.apply(metrics["threshold_maxf"])
     return ModelContract(
         input_height=int(input_size[0]),
         input_width=int(input_size[1]),
@@ -77,8 +88,9 @@ def contract_for(
         width_mult=config.width_mult,
         fc_width=config.fc_width,
         training_data=training_data,
-        metrics=dict(metrics or {}),
+        metrics=metrics,
         default_threshold=default_threshold,
+        calibration=calibration.as_dict() if calibration is not None else {},
         package_version=__version__,
         normalization=normalization or config.normalization,
     )
@@ -90,6 +102,7 @@ def export_onnx(
     out_path: str | Path,
     *,
     opset: int = DEFAULT_OPSET,
+    calibration: Calibration | None = None,
 ) -> Path:
     """Export ``net`` with ``contract`` to a self-contained ONNX file and check it."""
     import onnx
@@ -100,7 +113,7 @@ def export_onnx(
     if h % 32 or w % 32:
         raise ValueError(f"network input size must be a multiple of 32 on both sides, got {h}x{w}")
     norm = contract.normalization
-    wrapper = DeployableFCN(net, norm["mean"], norm["std"]).eval()
+    wrapper = DeployableFCN(net, norm["mean"], norm["std"], calibration).eval()
     dummy = torch.zeros(contract.input_shape, dtype=torch.uint8)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,8 +168,11 @@ def export_checkpoint(
     *,
     input_size: tuple[int, int] | None = None,
     opset: int = DEFAULT_OPSET,
+    calibrate_on: tuple[Path, str | None] | None = None,
 ) -> Path:
-    """Export a training checkpoint; size, normalisation and metrics come from the checkpoint."""
+    """Export a training checkpoint; size, normalisation and metrics come from the checkpoint. With
+    ``calibrate_on`` (a dataset folder and optional split list), a temperature and bias fitted there at the
+    export size are baked into the graph (see :mod:`.calibrate`)."""
     ckpt = load_checkpoint(checkpoint)
     config = FCNConfig.from_dict(ckpt["config"])
     net = FCN(config)
@@ -164,12 +180,21 @@ def export_checkpoint(
     size = input_size or tuple(ckpt.get("input_size", ()))
     if len(size) != 2:
         raise ModelError(f"{checkpoint} does not record its input size; pass --input-size H W")
+    calibration = None
+    if calibrate_on is not None:
+        from .calibrate import calibrate
+        from .datasets import RoadEvalDataset, folder_samples
+
+        samples, spec, desc = folder_samples(Path(calibrate_on[0]), calibrate_on[1])
+        norm = ckpt.get("normalization") or config.normalization
+        calibration = calibrate(net, RoadEvalDataset(samples, spec, tuple(size), norm), f"{desc} at {size[0]}x{size[1]}")
     contract = contract_for(
         config,
         size,
         normalization=ckpt.get("normalization"),
         training_data=ckpt.get("training_data", "unknown"),
         metrics=ckpt.get("metrics"),
+        calibration=calibration,
     )
-    return export_onnx(net.eval(), contract, out_path, opset=opset)
+    return export_onnx(net.eval(), contract, out_path, opset=opset, calibration=calibration)
 

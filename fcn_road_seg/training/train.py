@@ -27,8 +27,6 @@ from tqdm import tqdm
 
 from .datasets import (
     IGNORE,
-    KITTI_SEMANTICS_IGNORE_ID,
-    KITTI_SEMANTICS_ROAD_ID,
     ROAD,
     AugmentConfig,
     LabelSpec,
@@ -37,10 +35,10 @@ from .datasets import (
     RoadTrainDataset,
     Sample,
     check_sizes,
-    class_index_samples,
     count_unexpected_colours,
+    detect_layout,
+    folder_samples,
     kitti_road_samples,
-    kitti_semantics_samples,
     save_split,
     split_kitti,
 )
@@ -55,19 +53,6 @@ log = logging.getLogger(__name__)
 METRIC_KEYS = ("MaxF", "AP", "IoU", "PRE", "REC", "FPR", "FNR", "threshold_maxf")
 
 
-def _layout(data: Path, forced: str) -> str:
-    if not data.is_dir():
-        raise DatasetError(f"dataset folder not found: {data}; pass --data with the dataset root")
-    if forced != "auto":
-        return forced
-    for d in (data, data / "training", data / "data_road" / "training"):
-        if (d / "gt_image_2").is_dir():
-            return "kitti"
-        if (d / "semantic").is_dir():
-            return "kitti-semantics"
-    return "index"
-
-
 def _data_arg(value: list[str], flag: str) -> tuple[Path, str | None]:
     if len(value) > 2:
         raise DatasetError(f"{flag} takes a folder and at most one split list, got {' '.join(value)}")
@@ -75,27 +60,20 @@ def _data_arg(value: list[str], flag: str) -> tuple[Path, str | None]:
 
 
 def _source(data: Path, split: str | None, args: argparse.Namespace, role: str) -> tuple[list[Sample], LabelSpec, str]:
-    """Samples of one --data/--val-data folder: the split list's frames, or the layout's default ones."""
-    layout = _layout(data, args.layout)
-    name = data.resolve().name
-    if layout == "kitti":
-        spec = LabelSpec("kitti")
-        if split is not None:
-            samples = kitti_road_samples(data, split)
-        else:
-            train, val = split_kitti(kitti_road_samples(data), args.val_fraction, args.split_seed)
-            samples, split = (train if role == "train" else val), f"{role} part of --val-fraction {args.val_fraction}"
+    """Samples of one --data/--val-data folder: the split list's frames, or the layout's default ones (KITTI
+    road: the --val-fraction split; class-index: --train-split/--val-split; KITTI semantics: all)."""
+    layout = detect_layout(data, args.layout)
+    ignore = None if args.ignore_id < 0 else args.ignore_id
+    if layout == "kitti" and split is None:
+        train, val = split_kitti(kitti_road_samples(data), args.val_fraction, args.split_seed)
+        samples = train if role == "train" else val
         count_unexpected_colours(samples)
-        desc = f"KITTI road {name} {Path(split).name} ({len(samples)} frames)"
-    elif layout == "kitti-semantics":
-        spec = LabelSpec("index", KITTI_SEMANTICS_ROAD_ID, KITTI_SEMANTICS_IGNORE_ID)
-        samples = kitti_semantics_samples(data, split)
-        desc = f"KITTI semantics {name} {Path(split).name if split else 'all'} ({len(samples)} frames; road id 7)"
+        spec, desc = LabelSpec("kitti"), (f"KITTI road {data.resolve().name} {role} part of --val-fraction "
+                                          f"{args.val_fraction} ({len(samples)} frames)")
     else:
-        spec = LabelSpec("index", args.road_id, None if args.ignore_id < 0 else args.ignore_id)
-        split = split or (args.train_split if role == "train" else args.val_split)
-        samples = class_index_samples(data, split)
-        desc = f"{name} {Path(split).name} ({len(samples)} frames; road id {args.road_id})"
+        if layout == "index" and split is None:
+            split = args.train_split if role == "train" else args.val_split
+        samples, spec, desc = folder_samples(data, split, layout, args.road_id, ignore)
     check_sizes(samples, "training" if role == "train" else "validation")
     return samples, spec, desc
 
