@@ -51,7 +51,7 @@ def test_deploy_model_operators_and_static_shapes(deploy_model):
     report = check_operators(deploy_model)
     assert report.shape_problems == []
     assert report.failures["10.15"] == []
-    assert {"Conv", "ConvTranspose", "MaxPool", "Cast", "Sigmoid"} <= set(report.op_counts)
+    assert {"Conv", "ConvTranspose", "Cast", "Sigmoid"} <= set(report.op_counts)  # MaxPool: VGG16 only
     assert report.failures["8.6"] == []  # exported at opset 17, so JetPack 6.0's TensorRT parses it too
 
 
