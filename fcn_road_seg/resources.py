@@ -16,7 +16,7 @@ from .errors import ModelError
 __all__ = ["share_dir", "default_model_path", "samples_dir", "DEFAULT_MODEL_NAME"]
 
 PACKAGE = "fcn_road_seg"
-DEFAULT_MODEL_NAME = "fcn8s_camvid_road.onnx"
+DEFAULT_MODEL_NAME = "fcn8s_lite0_kitti_road.onnx"
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -54,7 +54,7 @@ def share_dir(subdir: str) -> Path:
 
 
 def default_model_path() -> Path:
-    """The shipped road model (trained on CamVid; see docs/model_card.md)."""
+    """The shipped road model (trained on KITTI road + KITTI semantics; see docs/model_card.md)."""
     try:
         path = share_dir("models") / DEFAULT_MODEL_NAME
     except FileNotFoundError as err:

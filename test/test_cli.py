@@ -61,6 +61,9 @@ def test_infer_bad_inputs_exit_nonzero_with_the_fix(tmp_path, tiny_onnx, kitti_i
 def test_model_info_and_export(tmp_path):
     res = run_cli("model-info")
     assert res.returncode == 0 and "134.27 M parameters" in res.stdout and "GFLOP" in res.stdout
+    res = run_cli("model-info", "--encoder", "efficientnet-lite0", "--size", "256", "832")
+    assert res.returncode == 0 and "FCN-8s head over an EfficientNet-Lite0 encoder: 3.38 M parameters, 3.3 GFLOP" \
+        in res.stdout
     out = tmp_path / "u.onnx"
     res = run_cli("export", "--untrained", "--width", "0.125", "--fc-width", "32", "--input-size", "64", "96", "-o", out)
     assert res.returncode == 0, res.stderr

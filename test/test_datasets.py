@@ -1,4 +1,5 @@
-"""Dataset readers on the real KITTI road and CamVid samples, the split, augmentation and bad input."""
+"""Dataset readers on the real KITTI road, KITTI semantics and CamVid samples, the split, augmentation and bad
+input."""
 from __future__ import annotations
 
 import logging
@@ -21,10 +22,13 @@ from fcn_road_seg.training.datasets import (
     class_index_samples,
     count_unexpected_colours,
     kitti_road_samples,
+    kitti_semantics_samples,
     read_target,
     split_kitti,
 )
 from fcn_road_seg.errors import DatasetError
+
+from conftest import ROOT
 
 
 def _colour_mask(gt_bgr: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
@@ -79,6 +83,33 @@ def test_camvid_reader_maps_ids(shared_data):
     assert not (no_ignore == IGNORE).any()
 
 
+def test_kitti_jpeg_images_pair_with_png_gt_from_a_split_list(shared_data):
+    root = shared_data / "kitti_road_train"
+    samples = kitti_road_samples(root, ROOT / "splits" / "kitti_road_val.txt")
+    assert len(samples) == 48 and {s.group for s in samples} == {"um", "umm", "uu"}
+    first = samples[0]
+    assert first.image.name == "um_000060.jpg" and first.label.name == "um_road_000060.png"
+    rgb = cv2.imread(str(first.image))
+    target, _ = read_target(first.label, LabelSpec("kitti"))
+    assert target.shape == rgb.shape[:2] and (target == ROAD).mean() > 0.05 and (target == NON_ROAD).any()
+
+
+def test_kitti_semantics_reader_road_is_id_7_and_id_0_is_ignored(shared_data):
+    root = shared_data / "kitti_semantics"
+    samples = kitti_semantics_samples(root)
+    assert len(samples) == 150 and samples[0].image.suffix == ".jpg" and samples[0].label.name == "000000_10.png"
+    spec = LabelSpec("index", road_id=7, ignore_id=0)
+    for sample in samples[:10]:
+        ids = cv2.imread(str(sample.label), cv2.IMREAD_UNCHANGED)
+        target, _ = read_target(sample.label, spec)
+        np.testing.assert_array_equal(target == ROAD, ids == 7)
+        np.testing.assert_array_equal(target == IGNORE, ids == 0)
+        assert not ((ids == 8) & (target != NON_ROAD)).any()  # sidewalk is not road
+    assert (target == ROAD).any()
+    with pytest.raises(DatasetError, match="KITTI semantics image_2 folder not found"):
+        kitti_semantics_samples(shared_data / "camvid")
+
+
 def test_kitti_split_is_stratified_and_seeded(tmp_path):
     counts = {"um": 95, "umm": 96, "uu": 98}  # the full data_road training set
     samples = [Sample(tmp_path / f"{g}_{i:06d}.png", tmp_path / f"{g}_road_{i:06d}.png", g)
@@ -113,7 +144,7 @@ def test_bad_inputs_raise_dataset_errors(shared_data, tmp_path):
     (tmp_path / "gt_image_2").mkdir()
     shutil.copy(shared_data / "kitti_road" / "training" / "image_2" / "um_000000.png", tmp_path / "image_2")
     shutil.copy(shared_data / "kitti_road" / "training" / "gt_image_2" / "um_lane_000000.png", tmp_path / "gt_image_2")
-    with pytest.raises(DatasetError, match="1 KITTI images have no road label"):
+    with pytest.raises(DatasetError, match="1 of 1 images .* have no road GT"):
         kitti_road_samples(tmp_path)
 
     camvid = tmp_path / "camvid"

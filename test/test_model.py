@@ -91,7 +91,7 @@ def test_imagenet_mapping_by_name_and_fc_reshape(tmp_path, batch_norm):
     state = _torchvision_like_state(batch_norm)
     path = tmp_path / "vgg16.pth"
     torch.save(state, path)
-    net = FCN(FCNConfig(variant="fcn8s", batch_norm=batch_norm))
+    net = FCN(FCNConfig(variant="fcn8s", encoder="vgg16_bn" if batch_norm else "vgg16"))
     loaded = load_imagenet_vgg16(net, path)
     own = net.state_dict()
     assert torch.equal(own["features.0.weight"], state["features.0.weight"])
@@ -117,4 +117,4 @@ def test_imagenet_init_refuses_wrong_trunk(tmp_path):
     path = tmp_path / "vgg16_bn.pth"
     torch.save(_torchvision_like_state(batch_norm=True), path)
     with pytest.raises(ValueError, match="does not fit"):
-        load_imagenet_vgg16(FCN(FCNConfig(batch_norm=False)), path)
+        load_imagenet_vgg16(FCN(FCNConfig(encoder="vgg16")), path)

@@ -1,4 +1,4 @@
-"""The node with the shipped model (models/fcn8s_camvid_road.onnx) on the real KITTI road frames: the
+"""The node with the shipped model (models/fcn8s_lite0_kitti_road.onnx) on the real KITTI road frames: the
 mask marks road where the KITTI ground truth has road. Without the shipped model this test errors (by
 design: a package without its model is broken), it does not pass or skip."""
 import cv2
@@ -17,13 +17,14 @@ from ros_frames import image_msg  # noqa: E402
 from ros_harness import RAW_TOPIC, RosHarness, wait_until  # noqa: E402
 
 MASK, PROBABILITY = f"/{NODE_NAME}/mask", f"/{NODE_NAME}/probability"
-# Measured through this node on um_000000/um_000001 with the training run's best checkpoint (FCN-8s
-# width 0.25, 352x480, CamVid-trained) exported as the shipped model: road recall 0.999, IoU 0.606,
-# MaxF 0.917, AP 0.917. Marking every pixel road scores IoU 0.487 and MaxF 0.655 here, so the bounds
-# sit between that and the measurement.
-MIN_ROAD_RECALL = 0.90
-MIN_IOU = 0.55
-MIN_MAXF = 0.85
+# Measured through this node on um_000000/um_000001 with the shipped model (FCN-8s over EfficientNet-Lite0,
+# 256x832, KITTI-trained; both frames are in its training split, so this checks the node's plumbing, not
+# the model's quality: docs/model_card.md has the validation scores): road recall 0.988, IoU 0.940,
+# MaxF 0.970, AP 0.990. Marking every pixel road scores IoU 0.487 and MaxF 0.655 here, so the bounds sit
+# between that and the measurement.
+MIN_ROAD_RECALL = 0.95
+MIN_IOU = 0.85
+MIN_MAXF = 0.92
 
 
 def kitti_ground_truth(shared_data, image_path):

@@ -37,7 +37,7 @@ def _args(data, out, *extra: str) -> argparse.Namespace:
     add_train_args(parser)
     return parser.parse_args([
         "--data", str(data), "--val-split", "train.txt", "--out", str(out), "--input-size", "96", "128",
-        "--width", "0.125", "--fc-width", "32", "--batch-norm", "--dropout", "0", "--batch-size", "2",
+        "--width", "0.125", "--fc-width", "32", "--encoder", "vgg16_bn", "--dropout", "0", "--batch-size", "2",
         "--workers", "0", "--scale", "1", "1", "--aspect", "1", "1", "--hflip", "0", "--jitter", "0", *extra,
     ])
 
@@ -47,10 +47,11 @@ def _losses(run) -> list[float]:
         return [float(r["train_loss"]) for r in csv.DictReader(f)]
 
 
-def test_overfits_two_frames_and_exports_metrics(two_frames, tmp_path):
+def test_overfits_two_frames_and_exports_metrics(two_frames, tmp_path, caplog):
     run = tmp_path / "run"
     onnx_path = train_main(_args(two_frames, run, "--epochs", "15", "--lr", "1e-2", "--warmup-epochs", "0",
                                  "--val-every", "15"))
+    assert "2 of 2 validation frames are also training frames" in caplog.text
     losses = _losses(run)
     assert len(losses) == 15 and losses[-1] < 0.5 * losses[0]
     best = load_checkpoint(run / "best.pt")
@@ -102,9 +103,75 @@ def test_cli_reports_bad_data(tmp_path, capsys):
 def test_kitti_layout_is_detected_and_split(shared_data, tmp_path):
     args = _args(shared_data / "kitti_road", tmp_path / "run", "--val-fraction", "0.5", "--input-size", "96", "320")
     train_set, val_set, desc = build_datasets(args)
-    assert train_set.spec.kind == "kitti" and len(train_set) == len(val_set) == 1
+    assert train_set.datasets[0].spec.kind == "kitti" and len(train_set) == len(val_set) == 1
     assert {s.name for s in train_set.samples + val_set.samples} == {"um_000000.png", "um_000001.png"}
     x, y = train_set[0]
     assert x.shape == (3, 96, 320) and "KITTI road" in desc
     _, y_val = val_set[0]
     assert y_val.shape == (375, 1242)  # validation scores the full-resolution label
+
+
+@pytest.fixture()
+def kitti_mix(shared_data, tmp_path):
+    """Split lists for a few real KITTI road and KITTI semantics frames (train) and one KITTI road frame (val)."""
+    lists = {"road_train.txt": "um_000000\numm_000000\n", "road_val.txt": "uu_000000\n",
+             "sem_train.txt": "000000_10\n000001_10\n"}
+    for name, text in lists.items():
+        (tmp_path / name).write_text(text)
+    road, sem = shared_data / "kitti_road_train", shared_data / "kitti_semantics"
+    return ["--data", str(road), str(tmp_path / "road_train.txt"), "--data", str(sem), str(tmp_path / "sem_train.txt"),
+            "--val-data", str(road), str(tmp_path / "road_val.txt")]
+
+
+ENCODER_RUNS = {
+    "vgg16": ("--width", "0.125", "--fc-width", "32"),
+    "vgg16_bn": ("--width", "0.125", "--fc-width", "32"),
+    "efficientnet-lite0": ("--pretrained", "imagenet", "--freeze-early"),
+    "efficientnet-lite1": ("--pretrained", "imagenet"),
+    "efficientnet-lite2": ("--pretrained", "imagenet"),
+}
+
+
+@pytest.mark.parametrize("encoder", ENCODER_RUNS)
+def test_a_step_per_encoder_on_mixed_kitti_sets(encoder, kitti_mix, tmp_path):
+    run = tmp_path / "run"
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    args = parser.parse_args([*kitti_mix, "--encoder", encoder, *ENCODER_RUNS[encoder], "--out", str(run),
+                              "--input-size", "64", "192", "--batch-size", "2", "--max-steps", "1", "--epochs", "1",
+                              "--workers", "0", "--no-export", "--lr", "1e-3"])
+    train_main(args)
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["config"]["encoder"] == encoder
+    assert ckpt["split"]["train"] == ["um_000000.jpg", "umm_000000.jpg", "000000_10.jpg", "000001_10.jpg"]
+    assert ckpt["split"]["val"] == ["uu_000000.jpg"]
+    assert "KITTI road" in ckpt["training_data"] and "KITTI semantics" in ckpt["training_data"]
+    assert 0.0 < _losses(run)[0] < 1.0 and 0.0 <= ckpt["metrics"]["MaxF"] <= 1.0
+    assert torch.count_nonzero(ckpt["model"]["score_fr.weight"]) > 0  # the steps trained the zero-initialised head
+    if encoder.startswith("efficientnet"):
+        assert ckpt["normalization"]["mean"][0] == pytest.approx(127 / 255)
+
+
+def test_torchrun_two_cpu_ranks_stay_in_step(kitti_mix, tmp_path):
+    """`torchrun --standalone --nproc_per_node 2` on the CPU (gloo): a few steps on real frames, both ranks
+    report identical weights and the same mean loss after the epoch, and only rank 0 writes checkpoints."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "fcn_road_seg.cli", "train", *kitti_mix, "--encoder", "efficientnet-lite0", "--pretrained",
+           "imagenet", "--input-size", "64", "192", "--batch-size", "1", "--max-steps", "2", "--epochs", "1",
+           "--workers", "0", "--threads", "1", "--no-export", "--out", str(run)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if "in step with rank 0" in line]
+    assert len(lines) == 2 and {line.split(" of 2 ")[0][-6:] for line in lines} == {"rank 0", "rank 1"}
+    assert len({line.rsplit("mean over ranks", 1)[1] for line in lines}) == 1
+    assert sorted(p.name for p in run.glob("*.pt")) == ["best.pt", "last.pt"]
+    assert len(_losses(run)) == 1
+    assert load_checkpoint(run / "last.pt")["epoch"] == 0

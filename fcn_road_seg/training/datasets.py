@@ -1,4 +1,4 @@
-"""Road training data: the KITTI road layout and class-index layouts (CamVid), with augmentation.
+"""Road training data: the KITTI road layout, KITTI semantics and class-index layouts (CamVid), with augmentation.
 
 Targets are uint8 maps with ``NON_ROAD`` (0), ``ROAD`` (1) and ``IGNORE`` (255). Every check that can fail
 (missing folders, images without labels, size mismatch, empty split) runs when the sample list is built,
@@ -16,10 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from ..errors import DatasetError, InputImageError
+from ..evaluation.groundtruth import kitti_pairs, read_split
 from ..images import IMAGE_SUFFIXES, read_bgr, read_labels, verify_encoded
+from .model import IMAGENET_NORMALIZATION
 
 __all__ = [
     "NON_ROAD",
@@ -31,23 +33,27 @@ __all__ = [
     "AugmentConfig",
     "decode_kitti_road",
     "kitti_road_samples",
+    "kitti_semantics_samples",
+    "KITTI_SEMANTICS_ROAD_ID",
+    "KITTI_SEMANTICS_IGNORE_ID",
     "split_kitti",
+    "detect_layout",
+    "folder_samples",
     "class_index_samples",
     "check_sizes",
     "count_unexpected_colours",
     "read_target",
     "save_split",
     "RoadTrainDataset",
+    "MixedTrainDataset",
     "RoadEvalDataset",
 ]
 
 log = logging.getLogger(__name__)
 
 NON_ROAD, ROAD, IGNORE = 0, 1, 255
-IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": [255.0]}
-KITTI_CATEGORIES = ("um", "umm", "uu")
-# KITTI road ground truth colours (RGB).
-_KITTI_ROAD, _KITTI_NON_ROAD, _KITTI_IGNORE = (255, 0, 255), (255, 0, 0), (0, 0, 0)
+# KITTI semantics labels are Cityscapes ids: road 7; 0 (unlabeled) is not evaluated.
+KITTI_SEMANTICS_ROAD_ID, KITTI_SEMANTICS_IGNORE_ID = 7, 0
 
 
 @dataclass(frozen=True)
@@ -136,30 +142,70 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def kitti_road_samples(root: str | Path) -> list[Sample]:
-    """All ``image_2``/``gt_image_2/*_road_*`` pairs of a KITTI ``data_road`` (or its ``training``) folder."""
+def kitti_road_samples(root: str | Path, split: str | Path | None = None) -> list[Sample]:
+    """The ``image_2``/``gt_image_2/<cat>_road_<idx>.png`` pairs of a KITTI ``data_road`` (or its ``training``)
+    folder, optionally only the frames of a split list (the evaluator's listing, so both read the same pairs)."""
     root = Path(root)
-    if (root / "training").is_dir():
-        root = root / "training"
-    images_dir = _require_dir(root / "image_2", "KITTI image_2")
-    gt_dir = _require_dir(root / "gt_image_2", "KITTI gt_image_2")
+    if not any((d / "image_2").is_dir() for d in (root, root / "training", root / "data_road" / "training")):
+        raise DatasetError(f"KITTI image_2 folder not found in {root}; check --data (expected layout in "
+                           "docs/training.md)")
+    pairs = kitti_pairs(root, split)
+    return [Sample(image, label, image.stem.partition("_")[0]) for image, label in pairs]
+
+
+def kitti_semantics_samples(root: str | Path, split: str | Path | None = None) -> list[Sample]:
+    """The ``image_2``/``semantic`` pairs of a KITTI semantic segmentation ``training`` folder (label
+    ``<stem>.png`` whatever the image suffix), optionally only the frames of a split list."""
+    root = Path(root)
+    train = root / "training" if (root / "training").is_dir() else root
+    images_dir = _require_dir(train / "image_2", "KITTI semantics image_2")
+    labels_dir = _require_dir(train / "semantic", "KITTI semantics semantic")
     images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if split is not None:
+        wanted = set(read_split(split, root))
+        images = [p for p in images if p.stem in wanted]
     if not images:
-        raise DatasetError(f"no images in {images_dir}; is this the KITTI data_road training folder?")
-    samples, missing = [], []
-    for image in images:
-        category, _, index = image.stem.partition("_")
-        label = gt_dir / f"{category}_road_{index}{image.suffix}"
-        if not label.is_file():
-            missing.append(image.name)
-            continue
-        samples.append(Sample(image, label, category))
+        raise DatasetError(f"no images in {images_dir}{' listed in ' + str(split) if split else ''}")
+    missing = [p.name for p in images if not (labels_dir / f"{p.stem}.png").is_file()]
     if missing:
-        raise DatasetError(
-            f"{len(missing)} KITTI images have no road label in {gt_dir} (e.g. {', '.join(missing[:3])}; "
-            "expected <category>_road_<index>.png, *_lane_* files are not road labels); remove them or add labels"
-        )
-    return samples
+        raise DatasetError(f"{len(missing)} images in {images_dir} have no label in {labels_dir} "
+                           f"(e.g. {missing[0]}); expected semantic/<name>.png with Cityscapes ids")
+    return [Sample(p, labels_dir / f"{p.stem}.png", "semantics") for p in images]
+
+
+def detect_layout(data: Path, forced: str = "auto") -> str:
+    """``kitti`` (a gt_image_2/ folder), ``kitti-semantics`` (semantic/) or ``index`` (images/ + labels/)."""
+    if not data.is_dir():
+        raise DatasetError(f"dataset folder not found: {data}; pass --data with the dataset root")
+    if forced != "auto":
+        return forced
+    for d in (data, data / "training", data / "data_road" / "training"):
+        if (d / "gt_image_2").is_dir():
+            return "kitti"
+        if (d / "semantic").is_dir():
+            return "kitti-semantics"
+    return "index"
+
+
+def folder_samples(data: Path, split: str | Path | None, layout: str = "auto", road_id: int = 3,
+                   ignore_id: int | None = 11) -> tuple[list[Sample], LabelSpec, str]:
+    """Samples, label reader and a description of one dataset folder (all frames, or a split list's).
+    A class-index folder needs its split list."""
+    layout = detect_layout(data, layout)
+    name = data.resolve().name
+    listed = Path(split).name if split is not None else "all"
+    if layout == "kitti":
+        samples, spec = kitti_road_samples(data, split), LabelSpec("kitti")
+        count_unexpected_colours(samples)
+        return samples, spec, f"KITTI road {name} {listed} ({len(samples)} frames)"
+    if layout == "kitti-semantics":
+        spec = LabelSpec("index", KITTI_SEMANTICS_ROAD_ID, KITTI_SEMANTICS_IGNORE_ID)
+        samples = kitti_semantics_samples(data, split)
+        return samples, spec, f"KITTI semantics {name} {listed} ({len(samples)} frames; road id 7)"
+    if split is None:
+        raise DatasetError(f"{data} is a class-index folder: give a split list of its frames (e.g. test.txt)")
+    samples = class_index_samples(data, split)
+    return samples, LabelSpec("index", road_id, ignore_id), f"{name} {listed} ({len(samples)} frames; road id {road_id})"
 
 
 def split_kitti(samples: list[Sample], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
@@ -249,9 +295,9 @@ def save_split(path: str | Path, splits: dict[str, list[Sample]]) -> None:
     Path(path).write_text(json.dumps(data, indent=1))
 
 
-def _normalize(rgb: np.ndarray) -> torch.Tensor:
-    mean = np.asarray(IMAGENET_NORMALIZATION["mean"], np.float32) * 255.0
-    std = np.asarray(IMAGENET_NORMALIZATION["std"], np.float32) * 255.0
+def _normalize(rgb: np.ndarray, normalization: dict[str, list[float]]) -> torch.Tensor:
+    mean = np.asarray(normalization["mean"], np.float32) * 255.0
+    std = np.asarray(normalization["std"], np.float32) * 255.0
     x = (rgb.astype(np.float32) - mean) / std
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
@@ -260,6 +306,7 @@ def _normalize(rgb: np.ndarray) -> torch.Tensor:
 class _Base:
     samples: list[Sample]
     spec: LabelSpec
+    normalization: dict[str, list[float]]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -280,8 +327,9 @@ class RoadTrainDataset(_Base, Dataset):
     the number of DataLoader workers, and a resumed run draws the same crops as an uninterrupted one.
     """
 
-    def __init__(self, samples: list[Sample], spec: LabelSpec, augment: AugmentConfig, seed: int = 0) -> None:
-        super().__init__(samples, spec)
+    def __init__(self, samples: list[Sample], spec: LabelSpec, augment: AugmentConfig, seed: int = 0,
+                 normalization: dict[str, list[float]] | None = None) -> None:
+        super().__init__(samples, spec, normalization or IMAGENET_NORMALIZATION)
         self.augment = augment
         self.seed = seed
         self.epoch = 0
@@ -294,7 +342,7 @@ class RoadTrainDataset(_Base, Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         rgb, target = self._geometry(rgb, target, rng)
         rgb = self._colour(rgb, rng)
-        return _normalize(rgb), torch.from_numpy(target.astype(np.int64))
+        return _normalize(rgb, self.normalization), torch.from_numpy(target.astype(np.int64))
 
     def _geometry(self, rgb: np.ndarray, target: np.ndarray, rng: np.random.Generator):
         aug = self.augment
@@ -311,7 +359,7 @@ class RoadTrainDataset(_Base, Dataset):
         if pad_h or pad_w:
             top, left = int(rng.integers(0, pad_h + 1)), int(rng.integers(0, pad_w + 1))
             border = (top, pad_h - top, left, pad_w - left)
-            mean = [int(round(m * 255)) for m in IMAGENET_NORMALIZATION["mean"]]
+            mean = [int(round(m * 255)) for m in self.normalization["mean"]]
             rgb = cv2.copyMakeBorder(rgb, *border, cv2.BORDER_CONSTANT, value=mean)
             target = cv2.copyMakeBorder(target, *border, cv2.BORDER_CONSTANT, value=IGNORE)
         y = int(rng.integers(0, rgb.shape[0] - ch + 1))
@@ -334,11 +382,24 @@ class RoadTrainDataset(_Base, Dataset):
         return np.clip(x, 0, 255).astype(np.uint8)
 
 
+class MixedTrainDataset(ConcatDataset):
+    """Several training sets, each with its own reader, drawn together (shuffled by the loader) every epoch."""
+
+    def __init__(self, datasets: list[RoadTrainDataset]) -> None:
+        super().__init__(datasets)
+        self.samples = [s for d in datasets for s in d.samples]
+
+    def set_epoch(self, epoch: int) -> None:
+        for d in self.datasets:
+            d.set_epoch(epoch)
+
+
 class RoadEvalDataset(_Base, Dataset):
     """Whole frames resized to the network input (as the runtime pipeline does), with full-size targets."""
 
-    def __init__(self, samples: list[Sample], spec: LabelSpec, input_size: tuple[int, int]) -> None:
-        super().__init__(samples, spec)
+    def __init__(self, samples: list[Sample], spec: LabelSpec, input_size: tuple[int, int],
+                 normalization: dict[str, list[float]] | None = None) -> None:
+        super().__init__(samples, spec, normalization or IMAGENET_NORMALIZATION)
         self.input_size = input_size
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -347,4 +408,4 @@ class RoadEvalDataset(_Base, Dataset):
         net_h, net_w = self.input_size
         interp = cv2.INTER_AREA if h * w > net_h * net_w else cv2.INTER_LINEAR
         rgb = cv2.resize(rgb, (net_w, net_h), interpolation=interp)
-        return _normalize(rgb), torch.from_numpy(target.astype(np.int64))
+        return _normalize(rgb, self.normalization), torch.from_numpy(target.astype(np.int64))

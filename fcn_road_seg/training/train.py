@@ -27,23 +27,24 @@ from tqdm import tqdm
 
 from .datasets import (
     IGNORE,
-    IMAGENET_NORMALIZATION,
     ROAD,
     AugmentConfig,
     LabelSpec,
+    MixedTrainDataset,
     RoadEvalDataset,
     RoadTrainDataset,
     Sample,
     check_sizes,
-    class_index_samples,
     count_unexpected_colours,
+    detect_layout,
+    folder_samples,
     kitti_road_samples,
     save_split,
     split_kitti,
 )
 from ..errors import DatasetError
 from ..evaluation.metrics import RoadMetrics, RoadScores
-from .model import FCN, FCNConfig, load_imagenet_vgg16
+from .model import FCN, FCNConfig, load_imagenet, normalization_for
 from .args import add_train_args
 
 __all__ = ["build_datasets", "build_lr_lambda", "train_one_epoch", "evaluate", "main"]
@@ -52,36 +53,52 @@ log = logging.getLogger(__name__)
 METRIC_KEYS = ("MaxF", "AP", "IoU", "PRE", "REC", "FPR", "FNR", "threshold_maxf")
 
 
-def _samples(args: argparse.Namespace) -> tuple[list[Sample], list[Sample], LabelSpec, str]:
-    data: Path = args.data
-    if not data.is_dir():
-        raise DatasetError(f"dataset folder not found: {data}; pass --data with the dataset root")
-    layout = args.layout
-    if layout == "auto":
-        layout = "kitti" if (data / "image_2").is_dir() or (data / "training" / "image_2").is_dir() else "index"
-    if layout == "kitti":
+def _data_arg(value: list[str], flag: str) -> tuple[Path, str | None]:
+    if len(value) > 2:
+        raise DatasetError(f"{flag} takes a folder and at most one split list, got {' '.join(value)}")
+    return Path(value[0]), value[1] if len(value) == 2 else None
+
+
+def _source(data: Path, split: str | None, args: argparse.Namespace, role: str) -> tuple[list[Sample], LabelSpec, str]:
+    """Samples of one --data/--val-data folder: the split list's frames, or the layout's default ones (KITTI
+    road: the --val-fraction split; class-index: --train-split/--val-split; KITTI semantics: all)."""
+    layout = detect_layout(data, args.layout)
+    ignore = None if args.ignore_id < 0 else args.ignore_id
+    if layout == "kitti" and split is None:
         train, val = split_kitti(kitti_road_samples(data), args.val_fraction, args.split_seed)
-        spec = LabelSpec("kitti")
-        count_unexpected_colours(train + val)
-        desc = f"KITTI road {data.resolve().name}: {len(train)} train / {len(val)} val (seed {args.split_seed})"
+        samples = train if role == "train" else val
+        count_unexpected_colours(samples)
+        spec, desc = LabelSpec("kitti"), (f"KITTI road {data.resolve().name} {role} part of --val-fraction "
+                                          f"{args.val_fraction} ({len(samples)} frames)")
     else:
-        spec = LabelSpec("index", args.road_id, None if args.ignore_id < 0 else args.ignore_id)
-        train = class_index_samples(data, args.train_split)
-        val = class_index_samples(data, args.val_split)
-        desc = (f"{data.resolve().name} {Path(args.train_split).name} ({len(train)} frames; road id {args.road_id}), "
-                f"val {Path(args.val_split).name} ({len(val)})")
-    check_sizes(train, "training")
-    check_sizes(val, "validation")
-    return train, val, spec, desc
+        if layout == "index" and split is None:
+            split = args.train_split if role == "train" else args.val_split
+        samples, spec, desc = folder_samples(data, split, layout, args.road_id, ignore)
+    check_sizes(samples, "training" if role == "train" else "validation")
+    return samples, spec, desc
 
 
-def build_datasets(args: argparse.Namespace) -> tuple[RoadTrainDataset, RoadEvalDataset, str]:
-    """Training and validation datasets; every input check runs here, before training."""
-    train, val, spec, desc = _samples(args)
+def build_datasets(args: argparse.Namespace) -> tuple[MixedTrainDataset, RoadEvalDataset, str]:
+    """Training sets (each --data with its own reader, mixed) and the validation set; every input check runs
+    here, before training; a validation frame that is also a training frame is warned about."""
     size = tuple(args.input_size)
+    norm = normalization_for(args.encoder)
     augment = AugmentConfig(size, tuple(args.crop or size), tuple(args.scale), tuple(args.aspect),
                             args.hflip, args.jitter)
-    return RoadTrainDataset(train, spec, augment, seed=args.seed), RoadEvalDataset(val, spec, size), desc
+    train_sets, descs = [], []
+    for i, value in enumerate(args.data):
+        samples, spec, desc = _source(*_data_arg(value, "--data"), args, "train")
+        train_sets.append(RoadTrainDataset(samples, spec, augment, seed=args.seed + 1000 * i, normalization=norm))
+        descs.append(desc)
+    val_path, val_split = _data_arg(args.val_data or args.data[0][:1], "--val-data")
+    val, val_spec, val_desc = _source(val_path, val_split, args, "val")
+    train_images = {s.image.resolve() for d in train_sets for s in d.samples}
+    overlap = [s.name for s in val if s.image.resolve() in train_images]
+    if overlap:
+        log.warning("%d of %d validation frames are also training frames (e.g. %s): validation scores will be "
+                    "optimistic; give --data and --val-data disjoint split lists", len(overlap), len(val), overlap[0])
+    desc = " + ".join(descs) + f"; validation {val_desc}"
+    return MixedTrainDataset(train_sets), RoadEvalDataset(val, val_spec, size, normalization=norm), desc
 
 
 def build_lr_lambda(total_steps: int, warmup_steps: int, schedule: str):
@@ -151,6 +168,28 @@ def evaluate(model: nn.Module, dataset: RoadEvalDataset, device: torch.device, w
     return metrics.compute()
 
 
+def _ranks_in_step(net: nn.Module, loss: float) -> float:
+    """Under DDP: check that every rank holds rank 0's weights exactly (RuntimeError if not) and return the epoch
+    loss averaged over the ranks. BatchNorm statistics (buffers) are rank 0's, broadcast first: DDP broadcasts
+    them before each forward, so after the last step each rank still holds its own batch's update."""
+    dist = torch.distributed
+    for buffer in net.buffers():
+        dist.broadcast(buffer, 0)
+    flat = torch.cat([t.detach().double().flatten() for t in net.state_dict().values()])  # on the DDP device
+    ref = flat.clone()
+    dist.broadcast(ref, 0)
+    stats = torch.tensor([float((flat - ref).abs().max()), loss], dtype=torch.float64, device=flat.device)
+    both = [torch.zeros_like(stats) for _ in range(dist.get_world_size())]
+    dist.all_gather(both, stats)
+    diff = max(float(t[0]) for t in both)
+    if diff != 0.0:
+        raise RuntimeError(f"DDP ranks diverged: weights differ from rank 0's by up to {diff:g}")
+    mean_loss = sum(float(t[1]) for t in both) / len(both)
+    log.info("rank %d of %d in step with rank 0 (%d weights and buffers identical); loss %.4f, mean over ranks %.4f",
+             dist.get_rank(), dist.get_world_size(), flat.numel(), loss, mean_loss)
+    return mean_loss
+
+
 def _is_main() -> bool:
     return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
@@ -174,7 +213,7 @@ def _checkpoint(model, optimizer, scheduler, scaler, epoch, args, desc, metrics,
         "scaler": scaler.state_dict() if scaler is not None else None,
         "epoch": epoch,
         "input_size": list(args.input_size),
-        "normalization": IMAGENET_NORMALIZATION,
+        "normalization": net.config.normalization,
         "training_data": desc,
         "metrics": metrics,
         "best_maxf": best,
@@ -216,16 +255,21 @@ def main(args: argparse.Namespace) -> Path | None:
         save_split(out / "split.json", {"train": train_set.samples, "val": val_set.samples})
     log.info("data: %s", desc)
 
-    config = FCNConfig(variant=args.variant, width_mult=args.width, fc_width=args.fc_width,
-                       batch_norm=args.batch_norm, dropout=args.dropout)
+    config = FCNConfig(variant=args.variant, encoder=args.encoder, width_mult=args.width, fc_width=args.fc_width,
+                       dropout=args.dropout)
     model = FCN(config)
     if args.pretrained and not args.resume:
-        loaded = load_imagenet_vgg16(model, args.pretrained)
-        log.info("initialised %d tensors from ImageNet VGG16 (%s)", len(loaded), args.pretrained)
+        loaded = load_imagenet(model, args.pretrained)
+        log.info("initialised %d tensors of the %s encoder from ImageNet (%s)", len(loaded), config.encoder,
+                 args.pretrained)
+    if args.freeze_early:
+        log.info("froze %d tensors of the encoder before stride 8", model.freeze_early())
     model.to(device)
+    if config.is_lite:
+        model.to(memory_format=torch.channels_last)  # depthwise convolutions run ~1.7x faster on a CPU
     if distributed:
-        if config.batch_norm:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if config.batch_norm and device.type == "cuda":  # SyncBatchNorm runs on GPUs only; on CPUs DDP
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # broadcasts rank 0's BN statistics
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = DistributedSampler(train_set, seed=args.seed) if distributed else None
     loader_gen = torch.Generator()
@@ -272,6 +316,8 @@ def main(args: argparse.Namespace) -> Path | None:
         if sampler is not None:
             sampler.set_epoch(epoch)
         loss = train_one_epoch(model, loader, optimizer, scheduler, scaler, device, epoch, args)
+        if distributed:
+            loss = _ranks_in_step(model.module, loss)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": loss}
         last = epoch + 1 == args.epochs
         if _is_main() and ((epoch + 1) % args.val_every == 0 or last):
