@@ -122,10 +122,11 @@ def test_bad_frames_are_counted_and_the_node_keeps_answering(harness, road, camv
     bad = [image_msg(camvid_frame, "rgb8"), image_msg(camvid_frame, "rgb8"), image_msg(camvid_frame[:20, :20], "bgr8")]
     bad[0].encoding = "mono16"  # unsupported
     bad[1].height = 200  # data does not match the size
-    for msg in bad:
+    for i, msg in enumerate(bad, start=1):
         msg.header = probe.header()
         probe.raw_pub.publish(msg)
-        time.sleep(0.1)  # one at a time: newer frames would replace them before the worker looks
+        # One at a time: a newer frame would replace this one in the mailbox before the worker looks.
+        wait_until(lambda: road.stats()["bad_frames"] == before + i, what=f"bad frame {i} to be counted")
     (mask,) = roundtrip(harness, image_msg(camvid_frame, "bgr8"))
     assert (mask.width, mask.height) == (480, 360)
     for msg in bad:
