@@ -9,7 +9,7 @@
   CRF then refines that same map exactly as ``segment(..., refine=...)`` does, so a row equals
   ``fcn-road-seg evaluate ... --refine crf --crf-...`` with the same parameters.
 
-    python -m bench.crf --model models/fcn8s_camvid_road.onnx --json out/crf.json --markdown out/crf.md
+    python -m bench.crf --model models/fcn8s_lite0_kitti_road.onnx --json out/crf.json --markdown out/crf.md
 """
 from __future__ import annotations
 
