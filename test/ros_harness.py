@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
@@ -108,12 +108,12 @@ def status_values(status: DiagnosticStatus) -> dict[str, str]:
 
 
 class RosHarness:
-    """One rclpy context with a MultiThreadedExecutor spinning in a background thread."""
+    """One rclpy context with a SingleThreadedExecutor spinning in a background thread, as `ros2 run` spins a node."""
 
     def __init__(self) -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.probe = Probe(self.context)
         self.executor.add_node(self.probe)
         self._thread = threading.Thread(target=self._spin, name="test_executor", daemon=True)
