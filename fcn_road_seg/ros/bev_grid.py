@@ -20,13 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from nav_msgs.msg import OccupancyGrid
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from ..evaluation.bev import CameraPose, GroundGrid, ground_lut, matrix_from_quaternion, occupancy
+from .params import out_of_range, ranged_descriptor
 
 try:  # system ROS 2 only (not on PyPI)
     from tf2_ros import TransformException
@@ -85,10 +86,9 @@ def check_bev_parameter(name: str, value, values: dict | None = None) -> str | N
         return "bev_pose_source tf needs tf2_ros (a system ROS 2 install); use parameters (camera_*)"
     if name == "bev_frame" and not value:
         return "bev_frame must not be empty"
-    if name in _RANGES:
-        low, high = _RANGES[name]
-        if not (math.isfinite(value) and low <= value <= high):
-            return f"{name} must lie in [{low:g}, {high:g}], got {value}"
+    problem = out_of_range(name, value, _RANGES)
+    if problem:
+        return problem
     if values is not None and name in ("bev_resolution", "bev_width", "bev_ahead"):
         v = {**values, name: value}
         cells = round(v["bev_width"] / v["bev_resolution"]) * round(v["bev_ahead"] / v["bev_resolution"])
@@ -122,10 +122,7 @@ class BevGridPublisher:
     def __init__(self, node, image_topic: str, qos: QoSProfile) -> None:
         self.node = node
         for name, default in BEV_DEFAULTS.items():
-            descriptor = ParameterDescriptor(description=_DESCRIPTIONS[name], read_only=name not in BEV_LIVE)
-            if name in _RANGES:
-                low, high = _RANGES[name]
-                descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
+            descriptor = ranged_descriptor(name, _DESCRIPTIONS[name], name not in BEV_LIVE, default, _RANGES)
             node.declare_parameter(name, default, descriptor)
         values = self._values()
         for name, value in values.items():

@@ -14,7 +14,6 @@ Run: ``ros2 run fcn_road_seg road_seg_node --ros-args --params-file config/road_
 """
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import time
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -37,6 +36,7 @@ from ..pipeline import RoadSegmenter
 from .bev_grid import BevGridPublisher
 from .camera_faults import CameraFaultCheck, FaultLimits
 from .image_msgs import CONVERTER, array_to_image, describe, message_to_bgr
+from .params import out_of_range, ranged_descriptor
 from .spin import spin_node
 
 __all__ = ["RoadSegmentationNode", "NodeConfig", "LiveSettings", "DEFAULTS", "check_parameter", "main"]
@@ -100,25 +100,18 @@ def check_parameter(name: str, value) -> str | None:
         return f"{name} must be one of {', '.join(CHOICES[name])}, got {value!r}"
     if name == "image_topic" and not value:
         return "image_topic must not be empty"
-    if name in _RANGES:
-        low, high = _RANGES[name]
-        if not (math.isfinite(value) and low <= value <= high):
-            return f"{name} must lie in [{low:g}, {high:g}], got {value}"
-        if name == "threshold" and value >= 1.0:
-            return "threshold must be below 1 (at 1 no pixel would be road); 0 selects the model's default"
+    problem = out_of_range(name, value, _RANGES)
+    if problem:
+        return problem
+    if name == "threshold" and value >= 1.0:
+        return "threshold must be below 1 (at 1 no pixel would be road); 0 selects the model's default"
     return None
 
 
 def _descriptor(name: str) -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(description=_DESCRIPTIONS[name], read_only=name not in LIVE)
+    descriptor = ranged_descriptor(name, _DESCRIPTIONS[name], name not in LIVE, DEFAULTS[name], _RANGES)
     if name in CHOICES:
         descriptor.additional_constraints = "one of: " + ", ".join(CHOICES[name])
-    if name in _RANGES:
-        low, high = _RANGES[name]
-        if isinstance(DEFAULTS[name], int):
-            descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
-        else:
-            descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
     return descriptor
 
 
