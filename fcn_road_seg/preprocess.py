@@ -5,12 +5,15 @@ check-trt) share it without importing each other.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
 import cv2
 import numpy as np
 
 from .contract import ModelContract
 
-__all__ = ["preprocess"]
+__all__ = ["preprocess", "preprocess_files"]
 
 
 def preprocess(
@@ -31,3 +34,11 @@ def preprocess(
     if order != contract.channel_order:
         cv2.cvtColor(net_input, cv2.COLOR_BGR2RGB, dst=net_input)
     return batch
+
+
+def preprocess_files(paths: Iterable[Path], contract: ModelContract) -> Iterator[tuple[Path, np.ndarray]]:
+    """(path, batch) for each image file, read and preprocessed exactly as RoadSegmenter feeds its backend."""
+    from .images import read_bgr
+
+    for path in paths:
+        yield path, preprocess(read_bgr(path), contract, color_order="bgr")

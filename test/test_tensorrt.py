@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fcn_road_seg.contract import ModelContract
-from fcn_road_seg.trt.engine import BuildOptions, calibration_batches
+from fcn_road_seg.trt.engine import BuildOptions, calibration_batches, calibration_images
 from fcn_road_seg.errors import BackendUnavailableError, DatasetError, EngineMismatchError, ModelError
 from fcn_road_seg.trt.plan import (
     EngineSidecar,
@@ -182,19 +182,19 @@ def test_calibration_batches_match_what_roadsegmenter_feeds_the_backend(shared_d
     seg = RoadSegmenter(backend=backend)
     for path in list_images([folder]):
         seg.segment(read_bgr(path), color_order="bgr")
-    batches = list(calibration_batches(folder, backend.contract))
+    batches = list(calibration_batches(calibration_images(folder), backend.contract))
     assert [name for name, _ in batches] == [p.name for p in list_images([folder])]
     for (_, batch), fed in zip(batches, backend.seen):
         assert batch.dtype == np.uint8 and batch.shape == backend.contract.input_shape
         np.testing.assert_array_equal(batch, fed)
-    assert len(list(calibration_batches(folder, backend.contract, max_images=1))) == 1
+    assert len(calibration_images(folder, max_images=1)) == 1
 
 
 def test_calibration_needs_images(tmp_path):
     with pytest.raises(DatasetError, match="no images"):
-        list(calibration_batches(tmp_path, ModelContract(96, 320)))
+        calibration_images(tmp_path)
     with pytest.raises(DatasetError, match="--calib"):
-        list(calibration_batches(tmp_path / "absent", ModelContract(96, 320)))
+        calibration_images(tmp_path / "absent")
 
 
 def test_build_options_are_validated():

@@ -192,18 +192,18 @@ def export_checkpoint(
     size = input_size or tuple(ckpt.get("input_size", ()))
     if len(size) != 2:
         raise ModelError(f"{checkpoint} does not record its input size; pass --input-size H W")
+    norm = ckpt.get("normalization") or config.normalization
     calibration = None
     if calibrate_on is not None:
         from .calibrate import calibrate
         from .datasets import RoadEvalDataset, folder_samples
 
         samples, spec, desc = folder_samples(Path(calibrate_on[0]), calibrate_on[1])
-        norm = ckpt.get("normalization") or config.normalization
         calibration = calibrate(net, RoadEvalDataset(samples, spec, tuple(size), norm), f"{desc} at {size[0]}x{size[1]}")
     contract = contract_for(
         config,
         size,
-        normalization=ckpt.get("normalization"),
+        normalization=norm,
         training_data=ckpt.get("training_data", "unknown"),
         metrics=ckpt.get("metrics"),
         calibration=calibration,

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import ModelContract, read_onnx_contract
+from ..contract import read_onnx_contract
+from ..preprocess import preprocess_files
 from .fp16 import convert_to_fp16
 
 __all__ = [
@@ -303,14 +304,6 @@ class RangeReport:
                 "  next largest: " + ", ".join(f"{n} {v:.1f}" for n, v in top)]
 
 
-def _preprocessed_batches(contract: ModelContract, images: list[Path]):
-    from ..images import read_bgr
-    from ..preprocess import preprocess
-
-    for path in images:
-        yield preprocess(read_bgr(path), contract, color_order="bgr")
-
-
 def activation_range(model_path: str | Path, images: list[Path], *, tensors_per_run: int = 8) -> RangeReport:
     """Expose every intermediate float tensor as an output and record its largest |value| on ``images``.
 
@@ -327,7 +320,7 @@ def activation_range(model_path: str | Path, images: list[Path], *, tensors_per_
         if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
             floats.append(onnx.ValueInfoProto())
             floats[-1].CopyFrom(vi)
-    batches = list(_preprocessed_batches(contract, images))
+    batches = [batch for _, batch in preprocess_files(images, contract)]
     largest: dict[str, float] = {}
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor

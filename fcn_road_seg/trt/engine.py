@@ -138,13 +138,13 @@ def calibration_images(image_dir: str | Path, max_images: int = 500) -> list[Pat
         raise DatasetError(f"{err}; INT8 calibration needs a few hundred frames like the camera's") from err
 
 
-def calibration_batches(image_dir: str | Path, contract: ModelContract, max_images: int = 500):
-    """Yield (name, uint8 (1, H, W, 3) batch) for calibration images, preprocessed exactly like RoadSegmenter."""
-    from ..images import read_bgr
-    from ..preprocess import preprocess
+def calibration_batches(images: list[Path], contract: ModelContract):
+    """Yield (name, uint8 (1, H, W, 3) batch) for the calibration images (``calibration_images``),
+    preprocessed exactly like RoadSegmenter."""
+    from ..preprocess import preprocess_files
 
-    for path in calibration_images(image_dir, max_images):
-        yield path.name, preprocess(read_bgr(path), contract, color_order="bgr")
+    for path, batch in preprocess_files(images, contract):
+        yield path.name, batch
 
 
 def _log_bridge(trt):
@@ -364,10 +364,7 @@ def _set_precision(trt, builder, config, options: BuildOptions, gpu: GpuInfo, pr
         raise TensorRTError(f"{gpu.name} has no fast INT8; build with FP16 (the default)")
     config.set_flag(trt.BuilderFlag.INT8)
     config.set_calibration_profile(profile)
-    from ..images import read_bgr
-    from ..preprocess import preprocess
-
-    batches = ((p.name, preprocess(read_bgr(p), contract, color_order="bgr")) for p in calib)
+    batches = calibration_batches(calib, contract)
     cache = options.calib_cache or plan_path.with_name(plan_path.name + ".calib")
     calibrator = _entropy_calibrator(trt, batches, int(np.prod(contract.input_shape)), cache)
     config.int8_calibrator = calibrator

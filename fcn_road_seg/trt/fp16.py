@@ -108,8 +108,7 @@ def mask_agreement(fp32_path: str | Path, fp16_path: str | Path, images: list[Pa
     """Run both models on ``images`` (preprocessed like the pipeline does) and compare their masks."""
     import onnxruntime as ort
 
-    from ..images import read_bgr
-    from ..preprocess import preprocess
+    from ..preprocess import preprocess_files
 
     if not images:
         raise ValueError("the FP16 mask agreement needs at least one image")
@@ -117,8 +116,7 @@ def mask_agreement(fp32_path: str | Path, fp16_path: str | Path, images: list[Pa
     sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_path, fp16_path)]
     same = total = 0
     max_diff = 0.0
-    for path in images:
-        batch = preprocess(read_bgr(path), contract, color_order="bgr")
+    for _, batch in preprocess_files(images, contract):
         full, half = (s.run([contract.output_name], {contract.input_name: batch})[0] for s in sessions)
         threshold = contract.default_threshold
         same += int(np.count_nonzero((full >= threshold) == (half >= threshold)))
