@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ..errors import BagError, InputImageError
 from ..images import decode_bgr
-from .bev import (kitti_camera_pose, matrix_from_quaternion, quaternion_from_matrix, read_kitti_calib,
+from .bev import (kitti_camera_pose, quaternion_from_matrix, read_kitti_calib, transform_matrix,
                   road_projection_from_pose)
 from .groundtruth import FolderSource, encode_mono8_gt, kitti_calib_path
 
@@ -140,11 +140,7 @@ def read_bev_geometry(reader, camera_info_topic: str) -> dict[int, np.ndarray]:
             frames[stamp_ns(msg)] = msg.header.frame_id
             continue
         for t in msg.transforms:
-            pose = np.eye(4)
-            q, v = t.transform.rotation, t.transform.translation
-            pose[:3, :3] = matrix_from_quaternion(q.x, q.y, q.z, q.w)
-            pose[:3, 3] = (v.x, v.y, v.z)
-            poses[(stamp_ns(t), t.child_frame_id)] = pose
+            poses[(stamp_ns(t), t.child_frame_id)] = transform_matrix(t.transform)
     return {stamp: road_projection_from_pose(p, poses[(stamp, frames[stamp])])
             for stamp, p in projections.items() if (stamp, frames[stamp]) in poses}
 

@@ -40,7 +40,7 @@ __all__ = ["KittiBevGrid", "KITTI_BEV", "GroundGrid", "CameraPose", "BevLut", "l
            "read_kitti_calib", "kitti_road_projection", "kitti_bev_lut", "kitti_camera_pose", "road_projection_from_pose",
            "ground_lut",
            "warp_labels", "warp_probability", "warp_image", "occupancy", "ROAD_FROM_REP103",
-           "quaternion_from_matrix", "matrix_from_quaternion", "OCCUPANCY_FREE", "OCCUPANCY_OCCUPIED",
+           "quaternion_from_matrix", "matrix_from_quaternion", "transform_matrix", "sibling_topic", "OCCUPANCY_FREE", "OCCUPANCY_OCCUPIED",
            "OCCUPANCY_UNKNOWN"]
 
 OCCUPANCY_FREE, OCCUPANCY_OCCUPIED, OCCUPANCY_UNKNOWN = 0, 100, -1
@@ -293,6 +293,20 @@ def quaternion_from_matrix(r: np.ndarray) -> tuple[float, float, float, float]:
     y = math.copysign(math.sqrt(max(0.0, 1 - r[0, 0] + r[1, 1] - r[2, 2])) / 2, r[0, 2] - r[2, 0])
     z = math.copysign(math.sqrt(max(0.0, 1 - r[0, 0] - r[1, 1] + r[2, 2])) / 2, r[1, 0] - r[0, 1])
     return x, y, z, w
+
+
+def transform_matrix(transform) -> np.ndarray:
+    """4x4 pose of a ``geometry_msgs/Transform`` (rclpy or rosbags message: same field names)."""
+    q, v = transform.rotation, transform.translation
+    pose = np.eye(4)
+    pose[:3, :3] = matrix_from_quaternion(q.x, q.y, q.z, q.w)
+    pose[:3, 3] = (v.x, v.y, v.z)
+    return pose
+
+
+def sibling_topic(image_topic: str) -> str:
+    """``/ns/camera/image_raw`` -> ``/ns/camera/camera_info`` (the image_transport convention)."""
+    return f"{image_topic.rstrip('/').rpartition('/')[0]}/camera_info"
 
 
 def matrix_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:

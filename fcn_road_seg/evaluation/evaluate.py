@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .bag import (BagOut, bag_frame_names, find_connection, message_to_bgr, open_bag, read_bev_geometry, stamp_ns,
                   typestore)
-from .bev import KITTI_BEV, kitti_bev_lut, warp_image, warp_labels, warp_probability
+from .bev import KITTI_BEV, kitti_bev_lut, sibling_topic, warp_image, warp_labels, warp_probability
 from ..errors import BagError, DatasetError, InputImageError
 from .streaming import Evaluation
 from ..images import IMAGE_SUFFIXES, read_labels
@@ -105,11 +105,11 @@ class BagSource:
             self.image_conn = _typed_connection(self.reader, config.image_topic, IMAGE_TYPES, "--image-topic")
             self.gt_conn = (_typed_connection(self.reader, config.gt_topic, GT_TYPES, "--gt-topic")
                             if config.gt_topic else None)
+            self.road_projections = read_bev_geometry(self.reader, _camera_info_topic(config)) if config.bev else {}
         except BagError:
             self.reader.close()
             raise
         self.names = bag_frame_names(config.source)
-        self.road_projections = read_bev_geometry(self.reader, _camera_info_topic(config)) if config.bev else {}
         self.unmatched_images = 0
         self.unmatched_gt = 0
         self.gt_files: list[Path] = []
@@ -210,7 +210,7 @@ def _typed_connection(reader, topic: str, types: tuple[str, ...], flag: str):
 
 
 def _camera_info_topic(config: EvalConfig) -> str:
-    return config.camera_info_topic or f"{(config.image_topic or '').rstrip('/').rpartition('/')[0]}/camera_info"
+    return config.camera_info_topic or sibling_topic(config.image_topic)
 
 
 def open_source(config: EvalConfig):

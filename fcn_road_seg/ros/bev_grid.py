@@ -26,7 +26,7 @@ from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
-from ..evaluation.bev import CameraPose, GroundGrid, ground_lut, matrix_from_quaternion, occupancy
+from ..evaluation.bev import CameraPose, GroundGrid, ground_lut, occupancy, sibling_topic, transform_matrix
 from .params import out_of_range, ranged_descriptor
 
 try:  # system ROS 2 only (not on PyPI)
@@ -36,7 +36,7 @@ try:  # system ROS 2 only (not on PyPI)
 except ImportError:
     Buffer = None
 
-__all__ = ["BevGridPublisher", "BEV_DEFAULTS", "BEV_LIVE", "check_bev_parameter", "TF2_AVAILABLE", "sibling_topic"]
+__all__ = ["BevGridPublisher", "BEV_DEFAULTS", "BEV_LIVE", "check_bev_parameter", "TF2_AVAILABLE"]
 
 TF2_AVAILABLE = Buffer is not None
 MAX_CELLS = 4_000_000
@@ -95,11 +95,6 @@ def check_bev_parameter(name: str, value, values: dict | None = None) -> str | N
         if cells > MAX_CELLS:
             return f"~/bev_grid would have {cells} cells (> {MAX_CELLS}); use a coarser bev_resolution"
     return None
-
-
-def sibling_topic(image_topic: str) -> str:
-    """``/ns/camera/image_raw`` -> ``/ns/camera/camera_info`` (the image_transport convention)."""
-    return f"{image_topic.rstrip('/').rpartition('/')[0]}/camera_info"
 
 
 @dataclass(frozen=True)
@@ -194,11 +189,7 @@ class BevGridPublisher:
         except TransformException as err:
             self.problem = f"no tf from {header.frame_id!r} to {self.frame!r} ({err})"
             return None
-        pose = np.eye(4)
-        q, v = t.transform.rotation, t.transform.translation
-        pose[:3, :3] = matrix_from_quaternion(q.x, q.y, q.z, q.w)
-        pose[:3, 3] = (v.x, v.y, v.z)
-        return pose
+        return transform_matrix(t.transform)
 
     # -- per frame ----------------------------------------------------------------------------------------------
     def publish(self, probability: np.ndarray, threshold: float, header: Header) -> bool:
