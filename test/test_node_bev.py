@@ -152,6 +152,10 @@ def test_bev_grid_from_a_real_kitti_frame(harness, node, kitti):
     probe.raw_pub.publish(msg)
     higher = np.array(grids.wait(msg.header).data, np.int8).reshape(200, 400)
     assert node.bev.rebuilds == rebuilds + 1 and not np.array_equal(higher, cells)
+    # a grid narrower than one cell is refused up front (GroundGrid's own rule), not accepted and then failing
+    coarsest, bad = probe.set_parameters(NODE_NAME, bev_resolution=1.0, bev_width=0.5)
+    assert coarsest.successful
+    assert not bad.successful and "bev_width and bev_ahead must be at least bev_resolution" in bad.reason
     (ok,) = probe.set_parameters(NODE_NAME, bev_resolution=0.2)
     msg = image_msg(frame, "bgr8", probe.header())
     probe.raw_pub.publish(msg)

@@ -91,7 +91,11 @@ def check_bev_parameter(name: str, value, values: dict | None = None) -> str | N
         return problem
     if values is not None and name in ("bev_resolution", "bev_width", "bev_ahead"):
         v = {**values, name: value}
-        cells = round(v["bev_width"] / v["bev_resolution"]) * round(v["bev_ahead"] / v["bev_resolution"])
+        try:
+            rows, cols = GroundGrid(v["bev_resolution"], v["bev_width"], v["bev_ahead"]).shape
+        except ValueError as err:
+            return f"bev_width and bev_ahead must be at least bev_resolution ({err})"
+        cells = rows * cols
         if cells > MAX_CELLS:
             return f"~/bev_grid would have {cells} cells (> {MAX_CELLS}); use a coarser bev_resolution"
     return None
