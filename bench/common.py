@@ -11,12 +11,15 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 __all__ = [
+    "measure_segment",
     "CACHE_DIR",
     "REPO_ROOT",
     "machine_info",
@@ -225,3 +228,20 @@ class TorchBackend:
 
     def close(self) -> None:
         self.module = None
+
+
+def measure_segment(segmenter, frame: np.ndarray, iterations: int, warmup: int, alpha: float | None, desc: str) -> dict:
+    """Milliseconds of ``segmenter.segment(frame)`` (BGR): each stage and the total, summarized."""
+    for _ in range(warmup):
+        segmenter.segment(frame, color_order="bgr", overlay_alpha=alpha)
+    stages: dict[str, list[float]] = {}
+    totals = []
+    for _ in tqdm(range(iterations), desc=desc, unit="frame", leave=False, disable=None):
+        t0 = time.perf_counter()
+        result = segmenter.segment(frame, color_order="bgr", overlay_alpha=alpha)
+        totals.append((time.perf_counter() - t0) * 1e3)
+        for stage, ms in result.timings_ms.items():
+            stages.setdefault(stage, []).append(ms)
+    out = {stage: summarize(v) for stage, v in stages.items()}
+    out["total"] = summarize(totals)
+    return out

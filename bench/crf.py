@@ -22,10 +22,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
-from bench.common import REPO_ROOT, emit, machine_info, summarize
+from bench.common import REPO_ROOT, emit, machine_info, measure_segment, summarize
 
 __all__ = ["SEARCH_GRID", "search_configs", "measure_latency", "measure_quality", "main"]
 
@@ -55,16 +54,7 @@ def measure_latency(model: Path | None, iterations: int, warmup: int) -> dict:
     out = {"frame": f"{FRAME.name} {frame.shape[1]}x{frame.shape[0]}", "crf_config": asdict(CrfConfig())}
     for label, refine in (("segment_without_crf", None), ("segment_with_crf", CrfConfig())):
         with RoadSegmenter(model, backend="onnxruntime", refine=refine) as seg:
-            for _ in range(warmup):
-                seg.segment(frame)
-            totals, stages = [], {}
-            for _ in tqdm(range(iterations), desc=label, unit="frame", leave=False, disable=None):
-                t0 = time.perf_counter()
-                result = seg.segment(frame)
-                totals.append((time.perf_counter() - t0) * 1e3)
-                for stage, ms in result.timings_ms.items():
-                    stages.setdefault(stage, []).append(ms)
-        out[label] = {"total": summarize(totals), **{k: summarize(v) for k, v in stages.items()}}
+            out[label] = measure_segment(seg, frame, iterations, warmup, None, label)
     out["crf_alone"] = out["segment_with_crf"]["refine"]
     return out
 

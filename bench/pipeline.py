@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from bench.common import REPO_ROOT, TorchBackend, emit, full_fcn8s_onnx, machine_info, summarize
+from bench.common import REPO_ROOT, TorchBackend, emit, full_fcn8s_onnx, machine_info, measure_segment
 
 __all__ = ["Settings", "Case", "run", "main"]
 
@@ -56,22 +54,6 @@ def _open(backend: str, model: Path, threads: int):
     return TorchBackend(model, device="cpu")
 
 
-def _measure(segmenter, frame: np.ndarray, iterations: int, warmup: int, alpha: float, desc: str) -> dict:
-    for _ in range(warmup):
-        segmenter.segment(frame, color_order="bgr", overlay_alpha=alpha)
-    stages: dict[str, list[float]] = {}
-    totals = []
-    for _ in tqdm(range(iterations), desc=desc, unit="frame", leave=False, disable=None):
-        t0 = time.perf_counter()
-        result = segmenter.segment(frame, color_order="bgr", overlay_alpha=alpha)
-        totals.append((time.perf_counter() - t0) * 1e3)
-        for stage, ms in result.timings_ms.items():
-            stages.setdefault(stage, []).append(ms)
-    out = {stage: summarize(v) for stage, v in stages.items()}
-    out["total"] = summarize(totals)
-    return out
-
-
 def run(cases: list[Case], settings: Settings) -> dict:
     """Measure every case with every backend; returns the report (machine, settings, results)."""
     import torch
@@ -106,7 +88,7 @@ def run(cases: list[Case], settings: Settings) -> dict:
             entry["max_abs_probability_difference"] = float(np.abs(probs[0] - probs[1]).max())
         for name, seg in segmenters.items():  # one backend at a time: ORT's spinning threads stay out of torch's way
             desc = f"{case.label} {entry['network']} on {case.frame} {name}"
-            entry["backends"][name] = _measure(seg, frame, iterations, settings.warmup, settings.overlay_alpha, desc)
+            entry["backends"][name] = measure_segment(seg, frame, iterations, settings.warmup, settings.overlay_alpha, desc)
             seg.close()
         if len(segmenters) == 2:
             ort, pt = entry["backends"]["onnxruntime"], entry["backends"]["torch"]
