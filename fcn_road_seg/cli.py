@@ -12,7 +12,7 @@ from pathlib import Path
 from . import __version__
 from .contract import DEFAULT_OPSET
 from .errors import FcnRoadSegError
-from .training.args import add_arch_args, add_train_args
+from .training.args import add_arch_args, add_train_args, data_arg
 
 __all__ = ["main", "build_parser"]
 
@@ -168,11 +168,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         net = FCN(_arch_config(args)).eval()
         out = export_onnx(net, contract_for(net.config, args.input_size), args.output, opset=args.opset)
     else:
-        calibrate_on = None
-        if args.calibrate:
-            if len(args.calibrate) > 2:
-                raise FcnRoadSegError("--calibrate takes a dataset folder and at most one split list")
-            calibrate_on = (Path(args.calibrate[0]), args.calibrate[1] if len(args.calibrate) == 2 else None)
+        calibrate_on = data_arg(args.calibrate, "--calibrate") if args.calibrate else None
         out = export_checkpoint(args.checkpoint, args.output, input_size=args.input_size, opset=args.opset,
                                 calibrate_on=calibrate_on)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
@@ -295,17 +291,11 @@ def _cmd_bag(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .ros.demo import DemoConfig, run_demo
 
-    if not 0.1 <= args.rate <= 1000:
-        raise FcnRoadSegError(f"--rate must lie in [0.1, 1000] frames per second, got {args.rate:g}")
-    if args.frames < 1:
-        raise FcnRoadSegError(f"--frames must be at least 1, got {args.frames}")
-    if args.seconds <= 0:
-        raise FcnRoadSegError(f"--seconds must be positive, got {args.seconds:g}")
+    config = DemoConfig(out=args.out, images=args.images, model=args.model, backend=args.backend,
+                        threshold=args.threshold or 0.0, rate_hz=args.rate, frames=args.frames, seconds=args.seconds)
     _check_threshold(args.threshold)
     _check_out_folder(args.out)
-    report = run_demo(DemoConfig(out=args.out, images=args.images, model=args.model, backend=args.backend,
-                                 threshold=args.threshold or 0.0, rate_hz=args.rate, frames=args.frames,
-                                 seconds=args.seconds))
+    report = run_demo(config)
     print(report.summary())
     print(f"overlays -> {args.out}")
     return 0 if report.segmented else 1

@@ -32,7 +32,7 @@ def _plural(n: int, word: str) -> str:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """What the demo plays and for how long."""
+    """What the demo plays and for how long (the ``fcn-road-seg demo`` flags; errors name them)."""
 
     out: Path = Path("out/demo")
     images: Path | None = None  # None = the bundled samples
@@ -44,12 +44,12 @@ class DemoConfig:
     seconds: float = 120.0  # ...or after this long, whichever comes first
 
     def __post_init__(self) -> None:
-        if self.frames < 1:
-            raise ValueError(f"frames must be at least 1, got {self.frames}")
-        if self.seconds <= 0:
-            raise ValueError(f"seconds must be positive, got {self.seconds:g}")
         if not 0.1 <= self.rate_hz <= 1000:
-            raise ValueError(f"rate_hz must lie in [0.1, 1000] frames per second, got {self.rate_hz:g}")
+            raise ValueError(f"--rate must lie in [0.1, 1000] frames per second, got {self.rate_hz:g}")
+        if self.frames < 1:
+            raise ValueError(f"--frames must be at least 1, got {self.frames}")
+        if self.seconds <= 0:
+            raise ValueError(f"--seconds must be positive, got {self.seconds:g}")
 
 
 @dataclass

@@ -4,9 +4,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["add_train_args", "add_arch_args"]
+from ..errors import DatasetError
+
+__all__ = ["add_train_args", "add_arch_args", "data_arg"]
 
 ENCODER_CHOICES = ["vgg16", "vgg16_bn", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
+
+
+def data_arg(value: list[str], flag: str) -> tuple[Path, str | None]:
+    """A ``FOLDER [SPLIT]`` flag's values (``--data``, ``--val-data``, ``export --calibrate``) as (folder, split)."""
+    if len(value) > 2:
+        raise DatasetError(f"{flag} takes a folder and at most one split list, got {' '.join(value)}")
+    return Path(value[0]), value[1] if len(value) == 2 else None
 
 
 def add_arch_args(p) -> None:

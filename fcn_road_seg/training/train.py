@@ -45,18 +45,12 @@ from .datasets import (
 from ..errors import DatasetError
 from ..evaluation.metrics import RoadMetrics, RoadScores
 from .model import FCN, FCNConfig, load_imagenet, normalization_for
-from .args import add_train_args
+from .args import add_train_args, data_arg
 
 __all__ = ["build_datasets", "build_lr_lambda", "train_one_epoch", "evaluate", "main"]
 
 log = logging.getLogger(__name__)
 METRIC_KEYS = ("MaxF", "AP", "IoU", "PRE", "REC", "FPR", "FNR", "threshold_maxf")
-
-
-def _data_arg(value: list[str], flag: str) -> tuple[Path, str | None]:
-    if len(value) > 2:
-        raise DatasetError(f"{flag} takes a folder and at most one split list, got {' '.join(value)}")
-    return Path(value[0]), value[1] if len(value) == 2 else None
 
 
 def _source(data: Path, split: str | None, args: argparse.Namespace, role: str) -> tuple[list[Sample], LabelSpec, str]:
@@ -87,10 +81,10 @@ def build_datasets(args: argparse.Namespace) -> tuple[MixedTrainDataset, RoadEva
                             args.hflip, args.jitter)
     train_sets, descs = [], []
     for i, value in enumerate(args.data):
-        samples, spec, desc = _source(*_data_arg(value, "--data"), args, "train")
+        samples, spec, desc = _source(*data_arg(value, "--data"), args, "train")
         train_sets.append(RoadTrainDataset(samples, spec, augment, seed=args.seed + 1000 * i, normalization=norm))
         descs.append(desc)
-    val_path, val_split = _data_arg(args.val_data or args.data[0][:1], "--val-data")
+    val_path, val_split = data_arg(args.val_data or args.data[0][:1], "--val-data")
     val, val_spec, val_desc = _source(val_path, val_split, args, "val")
     train_images = {s.image.resolve() for d in train_sets for s in d.samples}
     overlap = [s.name for s in val if s.image.resolve() in train_images]
