@@ -105,7 +105,7 @@ def check_bev_parameter(name: str, value, values: dict | None = None) -> str | N
 class _Settings:
     enabled: bool
     grid: GroundGrid
-    pose: CameraPose
+    pose: np.ndarray  # 4x4 ground <- camera optical frame, from the camera_* parameters
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class BevGridPublisher:
     def _make_settings(v: dict) -> _Settings:
         return _Settings(v["publish_bev_grid"], GroundGrid(v["bev_resolution"], v["bev_width"], v["bev_ahead"]),
                          CameraPose(v["camera_x"], v["camera_y"], v["camera_height"], v["camera_roll"],
-                                    v["camera_pitch"], v["camera_yaw"]))
+                                    v["camera_pitch"], v["camera_yaw"]).matrix())
 
     def _validate(self, params) -> SetParametersResult:
         changed = {p.name: p.value for p in params if p.name in BEV_DEFAULTS}
@@ -187,7 +187,7 @@ class BevGridPublisher:
 
     def _pose(self, header: Header, settings: _Settings) -> np.ndarray | None:
         if self.pose_source == "parameters":
-            return settings.pose.matrix()
+            return settings.pose
         try:
             t = self._tf_buffer.lookup_transform(self.frame, header.frame_id, Time())
         except TransformException as err:
