@@ -13,6 +13,7 @@ from . import __version__
 from .contract import DEFAULT_OPSET
 from .errors import FcnRoadSegError
 from .training.args import add_arch_args, add_train_args, data_arg
+from .wording import plural
 
 __all__ = ["main", "build_parser"]
 
@@ -20,10 +21,6 @@ log = logging.getLogger("fcn_road_seg")
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 # Libraries whose INFO/WARNING chatter (exporter passes, opset notes) is shown only with --verbose.
 CHATTY_LIBRARIES = ("torch", "onnxscript", "onnx_ir")
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -138,7 +135,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     segmenter.close()
     done = len(paths) - len(failed)
     means = {k: float(np.mean(v)) for k, v in stages.items()}
-    print(f"{_plural(done, 'frame')} segmented, {len(failed)} failed -> {args.out}")
+    print(f"{plural(done, 'frame')} segmented, {len(failed)} failed -> {args.out}")
     if means:
         print("mean ms per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in means.items()))
         print(f"backend {segmenter.backend.name} ({segmenter.backend.device}), model {segmenter.contract.variant} "
@@ -252,25 +249,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                        refine=_refine_config(args)) as segmenter:
         report = run_evaluation(config, segmenter, source)
     m, f = report["metrics"], report["frames"]
-    print(f"{_plural(f['evaluated'], 'frame')} ({f['skipped']} skipped, {f['unmatched_images']} images / "
+    print(f"{plural(f['evaluated'], 'frame')} ({f['skipped']} skipped, {f['unmatched_images']} images / "
           f"{f['unmatched_gt']} GT unmatched): MaxF {100 * m['MaxF']:.2f} %  AP {100 * m['AP']:.2f} %  IoU at "
           f"threshold {m['threshold']:g} {100 * m['IoU']:.2f} % -> {args.out}")
     print(f"  MaxF point: probability >= {mask_threshold(m['threshold_maxf']):.4f} (pass it as --threshold or the "
           "node's threshold parameter)")
     for name, s in report["per_category"].items():
         if "MaxF" in s:
-            print(f"  {name}: MaxF {100 * s['MaxF']:.2f} %  AP {100 * s['AP']:.2f} %  ({_plural(s['frames'], 'frame')})")
+            print(f"  {name}: MaxF {100 * s['MaxF']:.2f} %  AP {100 * s['AP']:.2f} %  ({plural(s['frames'], 'frame')})")
     if "bev" in report:
         b = report["bev"]
         if "MaxF" not in b["metrics"]:
             print(f"BEV: no metrics ({b['metrics'].get('error')})")
             return 1
-        print(f"BEV ({_plural(b['frames']['evaluated'], 'frame')}, {b['frames']['skipped']} without calibration): "
+        print(f"BEV ({plural(b['frames']['evaluated'], 'frame')}, {b['frames']['skipped']} without calibration): "
               f"MaxF {100 * b['metrics']['MaxF']:.2f} %  AP {100 * b['metrics']['AP']:.2f} %")
         for name, s in b["per_category"].items():
             if "MaxF" in s:
                 print(f"  {name}: MaxF {100 * s['MaxF']:.2f} %  AP {100 * s['AP']:.2f} %  "
-                      f"({_plural(s['frames'], 'frame')})")
+                      f"({plural(s['frames'], 'frame')})")
     return 1 if f["skipped"] or report.get("bev", {}).get("frames", {}).get("skipped") else 0
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import DatasetError
 from .metrics import mask_threshold
 from .streaming import Evaluation
+from ..wording import plural
 
 __all__ = ["write_report", "machine_info", "REPORT_FILES"]
 
@@ -121,7 +122,7 @@ def _bev_markdown(bev: dict) -> list[str]:
 def _markdown(report: dict) -> str:
     m = report["metrics"]
     lines = [f"# Road segmentation evaluation — {report['source']['kind']} `{report['source']['path']}`", "",
-             f"{report['frames']['evaluated']} frame{'' if report['frames']['evaluated'] == 1 else 's'} evaluated, {report['frames']['skipped']} skipped, "
+             f"{plural(report['frames']['evaluated'], 'frame')} evaluated, {report['frames']['skipped']} skipped, "
              f"{report['frames']['unmatched_images']} images and {report['frames']['unmatched_gt']} GT without a "
              f"match. Threshold {m['threshold']:.3f} (IoU); MaxF threshold {m['threshold_maxf']:.3f} in the devkit's "
              f"i/255 steps, i.e. a mask of probability >= {mask_threshold(m['threshold_maxf']):.4f} (use that value "
@@ -207,6 +208,6 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, source: dict, contract=
         report["files"] += [report["bev"]["montage"]] if report["bev"]["montage"] else []
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(_markdown(report))
-    log.info("report written to %s (MaxF %.2f %%, AP %.2f %% over %d frame%s)", out, 100 * overall["MaxF"],
-             100 * overall["AP"], ev.frames, "" if ev.frames == 1 else "s")
+    log.info("report written to %s (MaxF %.2f %%, AP %.2f %% over %s)", out, 100 * overall["MaxF"],
+             100 * overall["AP"], plural(ev.frames, "frame"))
     return report

@@ -20,14 +20,11 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import FcnRoadSegError, ModelError
+from ..wording import plural
 
 __all__ = ["DemoConfig", "DemoReport", "run_demo"]
 
 log = logging.getLogger(__name__)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -70,12 +67,12 @@ class DemoReport:
 
     def summary(self) -> str:
         return (
-            f"{_plural(self.segmented, 'frame')} segmented in {self.wall_s:.1f} s ({self.rate_hz:.2f} Hz) of "
+            f"{plural(self.segmented, 'frame')} segmented in {self.wall_s:.1f} s ({self.rate_hz:.2f} Hz) of "
             f"{self.published} published, {self.dropped} dropped (newest frame wins), {self.bad_frames} bad\n"
             f"latency in the node (receive -> publish): p50 {self.latency_ms['p50']:.1f} ms, "
             f"p95 {self.latency_ms['p95']:.1f} ms; end to end (stamp -> overlay): p50 "
             f"{self.end_to_end_ms['p50']:.1f} ms, p95 {self.end_to_end_ms['p95']:.1f} ms\n"
-            f"backend {self.backend}, model {self.model}; {_plural(len(self.saved), 'overlay')} saved"
+            f"backend {self.backend}, model {self.model}; {plural(len(self.saved), 'overlay')} saved"
         )
 
 

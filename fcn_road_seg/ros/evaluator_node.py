@@ -28,6 +28,7 @@ from ..evaluation.streaming import Evaluation
 from ..evaluation.groundtruth import category_of
 from ..evaluation.report import write_report
 from .spin import spin_node
+from ..wording import plural
 
 __all__ = ["RoadEvaluator", "main"]
 
@@ -123,7 +124,7 @@ class RoadEvaluator(Node):
             return response
         m = report["metrics"]
         response.success = True
-        response.message = (f"{report['frames']['evaluated']} frames: MaxF {m['MaxF']:.4f} AP {m['AP']:.4f} "
+        response.message = (f"{plural(report['frames']['evaluated'], 'frame')}: MaxF {m['MaxF']:.4f} AP {m['AP']:.4f} "
                             f"IoU {m['IoU']:.4f} -> {self.out}")
         return response
 

@@ -46,6 +46,7 @@ from ..errors import DatasetError
 from ..evaluation.metrics import RoadMetrics, RoadScores
 from .model import FCN, FCNConfig, load_imagenet, normalization_for
 from .args import add_train_args, data_arg
+from ..wording import plural
 
 __all__ = ["build_datasets", "build_lr_lambda", "train_one_epoch", "evaluate", "main"]
 
@@ -348,8 +349,7 @@ def main(args: argparse.Namespace) -> Path | None:
     result = None
     if _is_main():
         writer.close()
-        log.info("trained %d epoch%s in %.1f min; best val MaxF %.4f\n%s", args.epochs - start,
-                 "" if args.epochs - start == 1 else "s",
+        log.info("trained %s in %.1f min; best val MaxF %.4f\n%s", plural(args.epochs - start, "epoch"),
                  (time.perf_counter() - t_start) / 60, best, _closing_table(rows))
         result = out / "best.pt"
         if not args.no_export and result.is_file():
