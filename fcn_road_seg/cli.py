@@ -302,6 +302,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None and not args.resume.is_file():
         raise FcnRoadSegError(f"--resume {args.resume} not found; give a checkpoint an earlier run wrote, "
                               "e.g. RUN/last.pt")
+    if args.init is not None:
+        if args.resume is not None or args.pretrained:
+            raise FcnRoadSegError("--init already gives every weight: drop --resume (which continues a run) and "
+                                  "--pretrained (ImageNet) when fine-tuning a trained checkpoint")
+        if not args.init.is_file():
+            raise FcnRoadSegError(f"--init {args.init} not found; give a checkpoint a training run wrote, "
+                                  "e.g. RUN/best.pt")
     _check_out_folder(args.out)
     from .training.train import main as train_main
 

@@ -11,7 +11,9 @@ import torch
 from fcn_road_seg import cli
 from fcn_road_seg.contract import read_onnx_contract
 from fcn_road_seg.training.datasets import IGNORE
+from fcn_road_seg.errors import ModelError
 from fcn_road_seg.training.export import load_checkpoint
+from fcn_road_seg.training.model import FCN, FCNConfig
 from fcn_road_seg.training.train import build_datasets
 from fcn_road_seg.training.train import main as train_main
 from fcn_road_seg.training.train import road_loss
@@ -76,6 +78,26 @@ def test_resume_reproduces_an_uninterrupted_run(two_frames, tmp_path):
         torch.testing.assert_close(value, b["model"][key], rtol=0, atol=0, msg=key)
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
     assert a["scheduler"] == b["scheduler"]
+
+
+def test_init_fine_tunes_a_trained_checkpoint(two_frames, tmp_path, capsys):
+    common = ("--epochs", "1", "--no-export")
+    train_main(_args(two_frames, tmp_path / "first", *common, "--lr", "1e-2", "--warmup-epochs", "0"))
+    first = load_checkpoint(tmp_path / "first" / "last.pt")
+    # With a zero learning rate the fine-tuned weights are exactly the checkpoint's: --init loaded all of them,
+    # and the run starts its own epoch count, optimiser and schedule.
+    train_main(_args(two_frames, tmp_path / "tuned", *common, "--lr", "0", "--init", str(tmp_path / "first" / "last.pt")))
+    tuned = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    assert tuned["epoch"] == 0 and tuned["args"]["init"] == str(tmp_path / "first" / "last.pt")
+    params = {name for name, _ in FCN(FCNConfig.from_dict(first["config"])).named_parameters()}
+    for name in params:
+        torch.testing.assert_close(tuned["model"][name], first["model"][name], rtol=0, atol=0, msg=name)
+    with pytest.raises(ModelError, match="holds a FCN-8s head over a VGG16-BN .*--encoder vgg16_bn"):
+        train_main(_args(two_frames, tmp_path / "other", *common, "--encoder", "vgg16",
+                         "--init", str(tmp_path / "first" / "last.pt")))
+    assert cli.main(["train", "--data", str(two_frames), "--out", str(tmp_path / "both"), "--init",
+                     str(tmp_path / "first" / "last.pt"), "--resume", str(tmp_path / "first" / "last.pt")]) == 2
+    assert "drop --resume" in capsys.readouterr().err
 
 
 def test_loss_ignores_pixels():

@@ -42,8 +42,9 @@ from .datasets import (
     save_split,
     split_kitti,
 )
-from ..errors import DatasetError
+from ..errors import DatasetError, ModelError
 from ..evaluation.metrics import RoadMetrics, RoadScores
+from .export import load_checkpoint
 from .model import FCN, FCNConfig, load_imagenet, normalization_for
 from .args import add_train_args, data_arg
 from ..wording import plural
@@ -227,6 +228,20 @@ def _closing_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _init_from(model: FCN, path: Path) -> None:
+    """Load a trained checkpoint's weights into ``model`` (fine-tuning); the architectures must match."""
+    ckpt = load_checkpoint(path)
+    theirs = FCNConfig.from_dict(ckpt["config"])
+    mine = model.config
+    if (theirs.encoder, theirs.variant, theirs.width_mult, theirs.fc_width) != (
+            mine.encoder, mine.variant, mine.width_mult, mine.fc_width):
+        raise ModelError(f"--init {path} holds a {theirs.name} (--encoder {theirs.encoder} --variant "
+                         f"{theirs.variant} --width {theirs.width_mult} --fc-width {theirs.fc_width}), not the "
+                         f"{mine.name} these flags build; pass its flags")
+    model.load_state_dict(ckpt["model"])
+    log.info("initialised every weight from %s (%s, epoch %d of its run)", path, theirs.name, ckpt.get("epoch", -1) + 1)
+
+
 def main(args: argparse.Namespace) -> Path | None:
     """Train; returns the exported ONNX path (or the best checkpoint with --no-export)."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -257,6 +272,8 @@ def main(args: argparse.Namespace) -> Path | None:
         loaded = load_imagenet(model, args.pretrained)
         log.info("initialised %d tensors of the %s encoder from ImageNet (%s)", len(loaded), config.encoder,
                  args.pretrained)
+    if args.init:
+        _init_from(model, args.init)
     if args.freeze_early:
         log.info("froze %d tensors of the encoder before stride 8", model.freeze_early())
     model.to(device)
