@@ -228,6 +228,13 @@ def _cmd_check_trt(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _print_categories(per_category: dict[str, dict]) -> None:
+    """One line per category (KITTI um/umm/uu) that has scores."""
+    for name, s in per_category.items():
+        if "MaxF" in s:
+            print(f"  {name}: MaxF {100 * s['MaxF']:.2f} %  AP {100 * s['AP']:.2f} %  ({plural(s['frames'], 'frame')})")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import EvalConfig, open_source, run_evaluation
     from .evaluation.metrics import mask_threshold
@@ -254,9 +261,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
           f"threshold {m['threshold']:g} {100 * m['IoU']:.2f} % -> {args.out}")
     print(f"  MaxF point: probability >= {mask_threshold(m['threshold_maxf']):.4f} (pass it as --threshold or the "
           "node's threshold parameter)")
-    for name, s in report["per_category"].items():
-        if "MaxF" in s:
-            print(f"  {name}: MaxF {100 * s['MaxF']:.2f} %  AP {100 * s['AP']:.2f} %  ({plural(s['frames'], 'frame')})")
+    _print_categories(report["per_category"])
     if "bev" in report:
         b = report["bev"]
         if "MaxF" not in b["metrics"]:
@@ -264,10 +269,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             return 1
         print(f"BEV ({plural(b['frames']['evaluated'], 'frame')}, {b['frames']['skipped']} without calibration): "
               f"MaxF {100 * b['metrics']['MaxF']:.2f} %  AP {100 * b['metrics']['AP']:.2f} %")
-        for name, s in b["per_category"].items():
-            if "MaxF" in s:
-                print(f"  {name}: MaxF {100 * s['MaxF']:.2f} %  AP {100 * s['AP']:.2f} %  "
-                      f"({plural(s['frames'], 'frame')})")
+        _print_categories(b["per_category"])
     return 1 if f["skipped"] or report.get("bev", {}).get("frames", {}).get("skipped") else 0
 
 
