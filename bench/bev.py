@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.common import REPO_ROOT, emit, machine_info, summarize
+from bench.common import REPO_ROOT, emit, parse_bench_args, machine_info, summarize
 
 __all__ = ["measure", "main"]
 
@@ -127,11 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20, help="untimed frames first")
     parser.add_argument("--calib", type=Path, default=CALIB, help="KITTI calib file of the frame")
     parser.add_argument("--model", type=Path, default=None, help="road model (default: the shipped one)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the JSON report here")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.iterations < 1 or args.warmup < 0:
-        parser.error("--iterations must be >= 1, --warmup >= 0")
+    args = parse_bench_args(parser, argv, {"iterations": 1, "warmup": 0})
     report = measure(args.resolution, args.width, args.ahead, args.iterations, args.warmup, args.calib, args.model)
     emit(report, table(report), args.json)
     return 0

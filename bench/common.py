@@ -5,6 +5,7 @@ Run the benchmarks from the repository root as modules (``python -m bench.pipeli
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -100,6 +101,20 @@ def summarize(samples_ms: list[float]) -> dict[str, float]:
     stats = {"mean": a.mean(), "p50": np.percentile(a, 50), "p95": np.percentile(a, 95),
              "p99": np.percentile(a, 99), "min": a.min()}
     return {"n": int(a.size), **{k: round(float(v), 2) for k, v in stats.items()}}
+
+
+def parse_bench_args(parser: argparse.ArgumentParser, argv: list[str] | None,
+                     minimum: dict[str, float] | None = None) -> argparse.Namespace:
+    """Add ``--json``, parse, turn on INFO logging and refuse each option of ``minimum`` (dest name -> lowest
+    value) that was given below it: the common start of every benchmark's ``main``."""
+    parser.add_argument("--json", type=Path, default=None, help="also write the JSON report here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    low = [f"--{dest.replace('_', '-')} must be >= {least:g}" for dest, least in (minimum or {}).items()
+           if getattr(args, dest) < least]
+    if low:
+        parser.error(", ".join(low))
+    return args
 
 
 def emit(report: dict, table: list[list[str]], json_path: Path | None = None) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from bench.common import REPO_ROOT, emit, machine_info, measure_segment, summarize
+from bench.common import REPO_ROOT, emit, parse_bench_args, machine_info, measure_segment, summarize
 
 __all__ = ["SEARCH_GRID", "search_configs", "measure_latency", "measure_quality", "main"]
 
@@ -158,12 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=10, help="timed frames per latency case")
     parser.add_argument("--warmup", type=int, default=1, help="untimed frames first")
     parser.add_argument("--latency-only", action="store_true", help="skip the quality measurement")
-    parser.add_argument("--json", type=Path, default=None, help="also write the JSON report here")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the tables (Markdown) here")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.iterations < 1 or args.warmup < 0:
-        parser.error("--iterations must be >= 1, --warmup >= 0")
+    args = parse_bench_args(parser, argv, {"iterations": 1, "warmup": 0})
     if args.model is None:
         from fcn_road_seg.resources import default_model_path
 

@@ -20,9 +20,8 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from bench.common import emit, full_fcn8s_onnx, machine_info, summarize
+from bench.common import emit, parse_bench_args, full_fcn8s_onnx, machine_info, summarize
 
 __all__ = ["DENSE_FP16_PEAKS", "dense_fp16_peak", "main"]
 
@@ -245,11 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tensorrt", action="store_true", help="skip the TensorRT path")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="dense FP16 peak of this GPU if it is not in the table (or to override it)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the JSON report here")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.iterations < 1 or args.warmup < 0:
-        parser.error("--iterations must be >= 1 and --warmup >= 0")
+    args = parse_bench_args(parser, argv, {"iterations": 1, "warmup": 0})
     settings = Settings(tuple(args.sizes), args.iterations, args.warmup, not args.no_channels_last,
                         not args.no_tensorrt, args.peak_tflops)
     report = run(settings)

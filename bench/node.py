@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import REPO_ROOT, emit, machine_info, summarize
+from bench.common import REPO_ROOT, emit, parse_bench_args, machine_info, summarize
 
 __all__ = ["Settings", "measure_overhead", "run_node_bench", "main"]
 
@@ -331,9 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-qos", choices=("reliable", "sensor_data"), default="reliable",
                         help="camera QoS (both ends). sensor_data = best effort: on this machine's Fast DDS "
                              "defaults, 1.4 MB frames are lost in UDP fragments; see docs/performance.md")
-    parser.add_argument("--json", type=Path, default=None, help="also write the JSON report here")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_bench_args(parser, argv)
     if args.model is None:
         from fcn_road_seg.resources import default_model_path
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.common import REPO_ROOT, TorchBackend, emit, full_fcn8s_onnx, machine_info, measure_segment
+from bench.common import REPO_ROOT, TorchBackend, emit, parse_bench_args, full_fcn8s_onnx, machine_info, measure_segment
 
 __all__ = ["Settings", "Case", "run", "main"]
 
@@ -141,11 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (the overlay stage is timed)")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--no-full", action="store_true", help="skip the full FCN-8s cases (~540 MB each, slow)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the JSON report here")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads < 1 or args.iterations < 1 or args.full_iterations < 1 or args.warmup < 0:
-        parser.error("--threads, --iterations and --full-iterations must be >= 1, --warmup >= 0")
+    args = parse_bench_args(parser, argv, {"threads": 1, "iterations": 1, "full_iterations": 1, "warmup": 0})
     settings = Settings(args.threads, args.iterations, args.warmup, args.full_iterations, args.alpha,
                         tuple(args.backends))
     report = run(_cases(args), settings)
