@@ -301,16 +301,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    if args.resume is not None and not args.resume.is_file():
-        raise FcnRoadSegError(f"--resume {args.resume} not found; give a checkpoint an earlier run wrote, "
-                              "e.g. RUN/last.pt")
-    if args.init is not None:
-        if args.resume is not None or args.pretrained:
-            raise FcnRoadSegError("--init already gives every weight: drop --resume (which continues a run) and "
-                                  "--pretrained (ImageNet) when fine-tuning a trained checkpoint")
-        if not args.init.is_file():
-            raise FcnRoadSegError(f"--init {args.init} not found; give a checkpoint a training run wrote, "
-                                  "e.g. RUN/best.pt")
+    if args.init is not None and (args.resume is not None or args.pretrained):
+        raise FcnRoadSegError("--init already gives every weight: drop --resume (which continues a run) and "
+                              "--pretrained (ImageNet) when fine-tuning a trained checkpoint")
+    for flag, path, example in (("--resume", args.resume, "RUN/last.pt"), ("--init", args.init, "RUN/best.pt")):
+        if path is not None and not path.is_file():
+            raise FcnRoadSegError(f"{flag} {path} not found; give a checkpoint an earlier run wrote, e.g. {example}")
     _check_out_folder(args.out)
     from .training.train import main as train_main
 

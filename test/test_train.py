@@ -98,6 +98,9 @@ def test_init_fine_tunes_a_trained_checkpoint(two_frames, tmp_path, capsys):
     assert cli.main(["train", "--data", str(two_frames), "--out", str(tmp_path / "both"), "--init",
                      str(tmp_path / "first" / "last.pt"), "--resume", str(tmp_path / "first" / "last.pt")]) == 2
     assert "drop --resume" in capsys.readouterr().err
+    assert cli.main(["train", "--data", str(two_frames), "--out", str(tmp_path / "none"), "--init",
+                     str(tmp_path / "nowhere.pt")]) == 2
+    assert "--init " + str(tmp_path / "nowhere.pt") + " not found" in capsys.readouterr().err
 
 
 def test_loss_ignores_pixels():
