@@ -134,8 +134,6 @@ def gpu_facts() -> dict:
         if importlib.util.find_spec("pycuda") is None:
             raise BackendUnavailableError("pycuda is not installed")
         cuda = import_pycuda()
-        facts["cuda_driver_version"] = _cuda_version(cuda.get_driver_version())
-        facts["pycuda_cuda_version"] = ".".join(map(str, cuda.get_version()))
         facts["count"] = cuda.Device.count()
         if facts["count"]:
             device = cuda.Device(0)
@@ -143,6 +141,8 @@ def gpu_facts() -> dict:
             facts["compute_capability"] = ".".join(map(str, device.compute_capability()))
             facts["memory_gib"] = round(device.total_memory() / 2**30, 1)
         facts["sources"].append("pycuda")
+        facts["cuda_driver_version"] = _cuda_version(cuda.get_driver_version())  # the newest CUDA the driver runs
+        facts["pycuda_cuda_version"] = ".".join(map(str, cuda.get_version()))  # the CUDA pycuda was built with
         if not facts["count"]:
             notes.append("pycuda sees no CUDA device")
     except BackendUnavailableError as err:
