@@ -1,0 +1,42 @@
+"""`fcn-road-seg doctor` where TensorRT runs: the strict TensorRT/pycuda fakes of each release (test/trt_fakes)
+build the FP16 engine through the engine cache, run the frames, and the doctor compares them with ONNX Runtime."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fcn_road_seg.doctor.report import DoctorOptions, run_doctor
+from fcn_road_seg.resources import samples_dir
+
+fixtures = pytest.importorskip("trt_fakes.fixtures", reason="needs the strict TensorRT/pycuda fakes (test/trt_fakes)")
+fakes = fixtures.fakes
+
+KITTI = samples_dir() / "kitti_um_000000.jpg"
+
+
+def test_doctor_builds_then_reuses_the_fp16_engine_and_compares_it_with_onnxruntime(fakes, tmp_path, monkeypatch,
+                                                                                     capsys):
+    monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(tmp_path / "cache"))
+    reports = []
+    for run in ("first", "second"):
+        out = tmp_path / f"{run}.json"
+        assert run_doctor(DoctorOptions(images=(KITTI,), repeat=2, json_path=out, require_tensorrt=True)) == 0, \
+            capsys.readouterr().out
+        reports.append(json.loads(out.read_text()))
+    first, second = reports
+    assert first["tensorrt"] == {"available": True, "version": fakes.trt.__version__,
+                                 "builder": {"works": True, "dla_cores": fakes.gpu.dla_cores}, "reason": None}
+    assert first["gpu"]["name"] == fakes.gpu.name
+    assert first["gpu"]["compute_capability"] == ".".join(map(str, fakes.gpu.compute_capability))
+    assert first["fp16_proxy"] == {"skipped": "TensorRT ran: its FP16 engine is compared instead"}
+    run = first["tensorrt_run"]
+    assert run["engine_reused"] is False and second["tensorrt_run"]["engine_reused"] is True
+    assert run["engine"].startswith(str(tmp_path / "cache" / "engines")) and len(fakes.gpu.builds) == 1
+    comparison = run["comparison"]
+    assert comparison["candidate"] == "tensorrt fp16" and comparison["ok"]
+    assert [f["frame"] for f in comparison["per_frame"]] == [KITTI.name]
+    assert comparison["min_agreement"] >= 0.995
+    lat = run["measurement"]["latency_ms"]
+    assert lat["infer"]["n"] == 2 and lat["infer"]["p50"] > 0 and "backend_execute" in lat
+    assert first["result"] == {"ok": True, "failures": []}
