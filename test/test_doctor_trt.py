@@ -40,3 +40,18 @@ def test_doctor_builds_then_reuses_the_fp16_engine_and_compares_it_with_onnxrunt
     lat = run["measurement"]["latency_ms"]
     assert lat["infer"]["n"] == 2 and lat["infer"]["p50"] > 0 and "backend_execute" in lat
     assert first["result"] == {"ok": True, "failures": []}
+
+
+@pytest.mark.parametrize("fakes", ["10.3"], indirect=True)
+def test_doctor_fails_naming_why_when_the_engine_disagrees_with_onnxruntime(fakes, tmp_path, monkeypatch, capsys):
+    from fcn_road_seg.backends.tensorrt import TensorRTBackend
+
+    real_infer = TensorRTBackend.infer
+    monkeypatch.setattr(TensorRTBackend, "infer", lambda self, batch: 1.0 - real_infer(self, batch))  # a broken engine
+    monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "doctor.json"
+    assert run_doctor(DoctorOptions(images=(KITTI,), repeat=1, json_path=out)) == 1
+    (failure,) = json.loads(out.read_text())["result"]["failures"]
+    assert failure.startswith("tensorrt fp16 masks agree with onnxruntime on only ")
+    assert failure.endswith(f"of the pixels of {KITTI.name} (need >= 99.5% on every frame)")
+    assert f"  - {failure}" in capsys.readouterr().out
