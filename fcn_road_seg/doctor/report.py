@@ -77,12 +77,13 @@ def _environment(report: dict) -> None:
           + (f"; {c['reason']}" if c["reason"] else ""))
 
 
-def _load_frames(options: DoctorOptions) -> tuple[Path, list[Frame]]:
+def _load_frames(options: DoctorOptions, report: dict) -> tuple[Path, list[Frame]]:
     from ..images import list_images, read_bgr
     from ..resources import default_model_path, samples_dir
 
     model = options.model or default_model_path()
     images = list_images(list(options.images) or [samples_dir()])
+    report["frame_files"] = [str(path) for path in images]
     return model, [(path.name, read_bgr(path)) for path in images]
 
 
@@ -211,7 +212,7 @@ def run_doctor(options: DoctorOptions) -> int:
     failures: list[str] = []
     _environment(report)
     try:
-        model, frames = _load_frames(options)
+        model, frames = _load_frames(options, report)
         ref = _onnxruntime(model, frames, options, report)
         failures += ref.problems()
         failures += _gpu_checks(model, frames, ref, options, report)
