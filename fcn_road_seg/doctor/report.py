@@ -42,7 +42,8 @@ class DoctorOptions:
 def _latency_line(measurement: Measurement) -> str:
     lat = measurement.latency_ms()
     pair = {k: f"p50 {lat[k]['p50']:.1f} ms, p95 {lat[k]['p95']:.1f} ms" for k in ("infer", "pipeline")}
-    return f"  latency over {plural(lat['infer']['n'], 'call')}: infer {pair['infer']}; whole pipeline {pair['pipeline']}"
+    return (f"  latency over {plural(lat['infer']['n'], 'call')}: infer {pair['infer']}; "
+            f"whole pipeline {pair['pipeline']}")
 
 
 def _environment(report: dict) -> None:
@@ -57,8 +58,9 @@ def _environment(report: dict) -> None:
         report["onnxruntime_providers"] = []
     report["gpu"], report["tensorrt"], report["cache"] = gpu_facts(), tensorrt_facts(), cache_facts()
     p, g, t, c = report["platform"], report["gpu"], report["tensorrt"], report["cache"]
-    print(f"fcn-road-seg doctor {p['fcn_road_seg']}: {p['os']} ({p['machine']}{', ' + p['jetson'] if p['jetson'] else ''}), "
-          f"Python {p['python']}, ROS_DISTRO {p['ros_distro'] or '-'}")
+    machine = p["machine"] + (f", {p['jetson']}" if p["jetson"] else "")
+    print(f"fcn-road-seg doctor {p['fcn_road_seg']}: {p['os']} ({machine}), Python {p['python']}, "
+          f"ROS_DISTRO {p['ros_distro'] or '-'}")
     print("packages: " + ", ".join(f"{k} {v or '-'}" for k, v in report["packages"].items()))
     for name, err in report["package_errors"].items():
         print(f"  {name} is installed but does not import: {err}")
