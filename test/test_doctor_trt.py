@@ -55,3 +55,22 @@ def test_doctor_fails_naming_why_when_the_engine_disagrees_with_onnxruntime(fake
     assert failure.startswith("tensorrt fp16 masks agree with onnxruntime on only ")
     assert failure.endswith(f"of the pixels of {KITTI.name} (need >= 99.5% on every frame)")
     assert f"  - {failure}" in capsys.readouterr().out
+
+
+def test_tensorrt_without_a_cuda_device_is_said_plainly_and_passes_unless_required(tmp_path, monkeypatch, capsys):
+    from trt_fakes import install
+
+    install(monkeypatch, "10.3", count=0)  # TensorRT and pycuda import, but the driver sees no GPU
+    monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(tmp_path / "cache"))
+    for required, status in ((False, 0), (True, 1)):
+        out = tmp_path / f"required_{required}.json"
+        assert run_doctor(DoctorOptions(images=(KITTI,), repeat=1, json_path=out, require_tensorrt=required)) == status
+        report = json.loads(out.read_text())
+        assert report["tensorrt"]["version"] == "10.3.0" and report["tensorrt"]["available"] is False
+        assert report["gpu"]["available"] is False
+        why = report["gpu"]["reason"]
+        assert why.startswith("no CUDA device found: pycuda sees no CUDA device")
+        assert f"TensorRT: cannot run here ({why}); only the ONNX Runtime checks ran" in capsys.readouterr().out
+        assert report["fp16_proxy"]["comparison"]["ok"]  # the CPU proxy ran instead
+        assert report["result"]["failures"] == ([f"--require-tensorrt: TensorRT cannot run here ({why}); install: "
+                                                 f"{report['tensorrt_run']['install']}"] if required else [])

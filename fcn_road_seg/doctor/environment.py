@@ -122,6 +122,15 @@ def _nvidia_smi(facts: dict) -> None:
         facts["cuda_driver_version"] = facts["cuda_driver_version"] or match.group(1)
 
 
+def _pycuda_versions(cuda, facts: dict) -> None:
+    """The newest CUDA the driver runs (``cuDriverGetVersion``) and the CUDA pycuda was built with."""
+    try:
+        facts["cuda_driver_version"] = _cuda_version(cuda.get_driver_version())
+        facts["pycuda_cuda_version"] = ".".join(map(str, cuda.get_version()))
+    except Exception as err:  # a driver error; the GPU's name and capability above still stand
+        facts["cuda_version_error"] = f"{type(err).__name__}: {err}"
+
+
 def gpu_facts() -> dict:
     """GPU 0's name, compute capability and memory, driver and CUDA versions; ``available`` and why not."""
     from ..trt.cuda_io import import_pycuda
@@ -141,10 +150,9 @@ def gpu_facts() -> dict:
             facts["compute_capability"] = ".".join(map(str, device.compute_capability()))
             facts["memory_gib"] = round(device.total_memory() / 2**30, 1)
         facts["sources"].append("pycuda")
-        facts["cuda_driver_version"] = _cuda_version(cuda.get_driver_version())  # the newest CUDA the driver runs
-        facts["pycuda_cuda_version"] = ".".join(map(str, cuda.get_version()))  # the CUDA pycuda was built with
         if not facts["count"]:
             notes.append("pycuda sees no CUDA device")
+        _pycuda_versions(cuda, facts)
     except BackendUnavailableError as err:
         notes.append(str(err))
     except Exception as err:  # pycuda's driver errors
