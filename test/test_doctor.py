@@ -96,6 +96,31 @@ def test_require_tensorrt_makes_its_absence_an_error_naming_why(tmp_path):
             + install_line(jetson_model())) in proc.stdout
 
 
+def test_a_model_that_does_not_load_fails_the_doctor_and_the_report_still_says_what_was_found(tmp_path):
+    out = tmp_path / "doctor.json"
+    proc = doctor("--model", str(tmp_path / "missing.onnx"), "--json", str(out), cache=tmp_path / "cache")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    report = json.loads(out.read_text())
+    (failure,) = report["result"]["failures"]
+    assert failure.startswith(f"model file not found: {tmp_path / 'missing.onnx'}") and f"  - {failure}" in proc.stdout
+    assert report["packages"]["numpy"] == np.__version__ and "onnxruntime" not in report  # facts kept, no run
+
+
+@needs_no_tensorrt
+def test_without_onnxconverter_common_the_fp16_check_is_skipped_naming_the_install(tmp_path):
+    # None in sys.modules: importing it raises ImportError, as on a machine without the package
+    code = ("import sys; sys.modules['onnxconverter_common'] = None; from fcn_road_seg.cli import main; "
+            f"sys.exit(main(['doctor', '--images', {str(KITTI)!r}, '--repeat', '1', '--json', "
+            f"{str(tmp_path / 'd.json')!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, FCN_ROAD_SEG_CACHE=str(tmp_path / "cache")))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "d.json").read_text())
+    assert report["packages"]["onnxconverter-common"] is None
+    assert "pip install onnxconverter-common" in report["fp16_proxy"]["skipped"]
+    assert f"FP16 proxy: skipped ({report['fp16_proxy']['skipped']})" in proc.stdout
+
+
 def _read_only_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "read_only"
     folder.mkdir()
