@@ -4,9 +4,11 @@ Paths (random weights; speed does not depend on them):
 
 * ``torch-eager``: PyTorch CUDA FP16, channels-last, uint8 NHWC input already on the GPU;
 * ``torch-cudagraph``: the same module captured once with ``torch.cuda.CUDAGraph`` and replayed;
-* ``tensorrt``: the project's TensorRT backend (FP16 engine built from the exported ONNX and cached),
-  timed through ``backend.infer`` host-to-host, i.e. including the input/output copies; only where
-  ``tensorrt`` and ``pycuda`` are installed.
+* ``tensorrt``: the project's TensorRT backend, timed through ``backend.infer`` host-to-host, i.e. including
+  the input/output copies; only where ``tensorrt`` and ``pycuda`` are installed. Its FP16 engine comes from
+  ``open_backend(onnx, "tensorrt")``: ``trt.engine.cached_engine`` -> ``build_engine``, the code that
+  ``fcn-road-seg build-engine``, the node and ``fcn-road-seg doctor`` build with (cached per GPU and TensorRT
+  version; the result names the plan).
 
 FLOPs per frame come from ``fcn_road_seg.training.model.count_flops`` (2 per multiply-add). Without a CUDA device
 the script prints ``{"benchmark": "gpu", "skipped": "..."}`` and exits 0.
@@ -192,6 +194,7 @@ def _tensorrt(size: tuple[int, int], settings: Settings) -> dict:
     finally:
         backend.close()
     result["note"] = "backend.infer host-to-host: includes the uint8 input and float32 output copies"
+    result["engine"] = str(backend.path)
     return result
 
 

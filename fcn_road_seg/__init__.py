@@ -4,7 +4,8 @@ The top level is the core every consumer shares: ``contract`` (what a model expe
 ``pipeline`` (the one path of a frame), ``images``, ``errors``, ``resources``, ``wording``; ``cli`` is the command line.
 The core imports nothing from the subpackages except ``backends`` (pipeline only). Subpackages by role:
 ``backends`` (runtimes), ``trt`` (TensorRT build side), ``ros`` (every rclpy module), ``training``
-(PyTorch), ``evaluation`` (KITTI metrics, reports, bags). Arrows point down only: no import cycles.
+(PyTorch), ``evaluation`` (KITTI metrics, reports, bags), ``doctor`` (the install check). Arrows point down
+only: no import cycles.
 """
 from importlib.metadata import PackageNotFoundError, version
 

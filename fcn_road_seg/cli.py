@@ -228,6 +228,13 @@ def _cmd_check_trt(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor.report import DoctorOptions, main as doctor_main
+
+    return doctor_main(DoctorOptions(model=args.model, images=tuple(args.images or ()), json_path=args.json,
+                                     repeat=args.repeat, require_tensorrt=args.require_tensorrt))
+
+
 def _print_categories(per_category: dict[str, dict]) -> None:
     """One line per category (KITTI um/umm/uu) that has scores."""
     for name, s in per_category.items():
@@ -422,6 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=Path, nargs="+",
                    help="frames or folders to compare on (default: bundled samples)")
     p.add_argument("--target", action="append", help="TensorRT release(s) to check against (default: all listed)")
+
+    p = command("doctor", _cmd_doctor, "check this install: environment report, the model on ONNX Runtime, and the "
+                "TensorRT FP16 engine against it where TensorRT and a GPU are present")
+    p.add_argument("--model", type=Path, default=None, help=".onnx model to check (default: shipped model)")
+    p.add_argument("--images", type=Path, nargs="+", help="frames or folders to run (default: bundled samples)")
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write the report as JSON (keep it)")
+    p.add_argument("--repeat", type=int, default=3, metavar="N", help="timed passes over the frames for p50/p95")
+    p.add_argument("--require-tensorrt", action="store_true",
+                   help="fail (exit 1) when TensorRT cannot run here, instead of checking ONNX Runtime only")
 
     p = command("demo", _cmd_demo, "play image files as a camera through the ROS 2 node (real rclpy, headless)")
     p.add_argument("--images", type=Path, default=None, help="folder of PNG/JPG (default: the bundled samples)")

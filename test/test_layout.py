@@ -71,7 +71,7 @@ def test_node_import_loads_neither_torch_nor_training():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("sub", ["backends", "trt", "evaluation", "training"])
+@pytest.mark.parametrize("sub", ["backends", "trt", "evaluation", "training", "doctor"])
 def test_subpackages_never_import_ros(sub):
     for module in subpackage_modules(sub):
         assert not [m for m in GRAPH[module] if in_sub(m, "ros")], module
@@ -81,6 +81,14 @@ def test_core_imports_only_core_and_backends():
     for module in CORE:
         allowed = CORE | set(subpackage_modules("backends")) if module == f"{PKG}.pipeline" else CORE_LEAVES
         assert GRAPH[module] <= allowed, (module, sorted(GRAPH[module] - allowed))
+
+
+def test_doctor_never_reaches_training_evaluation_or_torch():
+    assert subpackage_modules("doctor")  # an empty list would pass vacuously
+    for module in subpackage_modules("doctor"):
+        closure = reachable(GRAPH, module) | {module}
+        assert not [m for m in closure if in_sub(m, "training") or in_sub(m, "evaluation")], module
+        assert not [m for m in closure if "torch" in OUTSIDE[m]], module
 
 
 def test_evaluation_never_imports_training():

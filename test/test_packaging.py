@@ -1,4 +1,5 @@
 """The package builds with colcon (ament_python) and as a plain wheel, installing the same files."""
+import json
 import os
 import re
 import shutil
@@ -174,3 +175,11 @@ def test_readme_venv_layout_builds_and_runs_with_the_venv_interpreter(tmp_path):
     res = subprocess.run([str(bindir / "road_seg_node"), "--ros-args", "-p", "model:=/nonexistent/model.onnx"],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert "model file not found" in res.stdout + res.stderr and "Traceback" not in res.stderr
+    # the doctor finds the installed model and samples (not the source tree's) and passes on them
+    res = subprocess.run([str(bindir / "fcn-road-seg"), "doctor", "--repeat", "1", "--json", "doctor.json"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    report = json.loads((tmp_path / "doctor.json").read_text())
+    share = install / "share" / "fcn_road_seg"
+    assert Path(report["model"]["path"]).is_relative_to(share)
+    assert sorted(report["frame_files"]) == sorted(str(p) for p in (share / "samples").glob("*.jpg"))
