@@ -46,7 +46,10 @@ def replacing(path: str | Path) -> Iterator[Path]:
     ``onnx.save``); it becomes ``path`` only when the block completes, and is removed otherwise."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where a folder of the path should be
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
         tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # the umask applies, as for open()
     except OSError as err:
@@ -124,10 +127,10 @@ def check_room(path: str | Path, need_bytes: int, what: str) -> None:
     where = _existing_ancestor(Path(path).absolute())
     free = shutil.disk_usage(where).free
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    mb = need_bytes / 1e6
+    need = f"cannot write {path}: about {need_bytes / 1e6:.1f} MB for {what}"
     if need_bytes > free:
-        raise OutputError(f"cannot write {path}: {what} needs about {mb:.0f} MB and {where} has "
-                          f"{free / 1e6:.0f} MB free; free disk space or write to another disk")
+        raise OutputError(f"{need}, but {where} has {free / 1e6:.1f} MB free; free disk space or write to "
+                          "another disk")
     if limit != resource.RLIM_INFINITY and need_bytes > limit:
-        raise OutputError(f"cannot write {path}: {what} needs about {mb:.0f} MB and the file-size limit "
-                          f"(`ulimit -f`) is {limit / 1e6:.1f} MB; raise the limit or write fewer frames")
+        raise OutputError(f"{need}, but the file-size limit (`ulimit -f`) is {limit / 1e6:.1f} MB; raise the "
+                          "limit or write fewer frames")

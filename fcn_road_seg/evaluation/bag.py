@@ -220,7 +220,7 @@ class BagOut:
 
     def check_room(self, frames: int, frame_bytes: int) -> None:
         """Up front: ``frames`` more frames of about ``frame_bytes`` each fit on the disk (OutputError if not)."""
-        check_room(self.partial, frames * frame_bytes, f"the bag's {plural(frames, 'frame')}")
+        check_room(self.path, frames * frame_bytes, f"{plural(frames, 'frame')} of a bag")
 
     def write(self, topic: str, msg, time_ns: int) -> None:
         """Serialise ``msg`` (a rosbags message) to ``topic`` at bag time ``time_ns``."""
