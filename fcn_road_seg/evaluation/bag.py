@@ -190,14 +190,14 @@ class BagOut:
         if self.path.exists():
             raise BagError(f"{self.path} exists already; rosbag2 writers only create new bags, choose another -o")
         self.partial = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
+        if self.partial.exists():
+            log.info("removing %s, the unfinished bag of an earlier run", self.partial)
+            shutil.rmtree(self.partial)
         self.writer = Writer(self.partial / self.path.name, version=BAG_VERSION,
                              storage_plugin=_storage_plugin(storage))
         self.connections: dict[str, object] = {}
 
     def __enter__(self) -> BagOut:
-        if self.partial.exists():
-            log.info("removing %s, the unfinished bag of an earlier run", self.partial)
-            shutil.rmtree(self.partial)
         try:
             self.partial.mkdir(parents=True)
             self.writer.open()

@@ -1,5 +1,5 @@
 """The quickstart's main job without ``ros2 launch``: image_folder_publisher -> road_segmentation ->
-overlays on disk, with real rclpy in one process (a MultiThreadedExecutor), headless.
+overlays on disk, with real rclpy in one process (one executor thread; inference runs on the node's worker), headless.
 
 The folder publisher plays the bundled samples (or any folder) as a camera on /camera/image_raw; the
 node segments them exactly as it would a live camera (newest frame wins, drops counted); a collector
@@ -87,7 +87,8 @@ def run_demo(config: DemoConfig) -> DemoReport:
             "the demo needs rclpy: run scripts/setup_env.sh (ROS 2 Jazzy wheels from PyPI), "
             "pip install 'fcn_road_seg[ros]', or source a ROS 2 install"
         ) from err
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.task import Future
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
@@ -100,8 +101,12 @@ def run_demo(config: DemoConfig) -> DemoReport:
     context = rclpy.Context()
     rclpy.init(context=context)
     nodes = []
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
-    spinner = threading.Thread(target=executor.spin, name="demo_executor", daemon=True)
+    executor = SingleThreadedExecutor(context=context)
+    # Callbacks run in this thread, so once it has returned none is in flight when the executor and the nodes
+    # are torn down (a Ctrl-C at any moment leaves no callback failing on a destroyed handle).
+    stop = Future()
+    spinner = threading.Thread(target=executor.spin_until_future_complete, args=(stop,), name="demo_executor",
+                               daemon=True)
     try:
         try:
             road = RoadSegmentationNode(context=context, parameter_overrides=[
@@ -177,9 +182,10 @@ def run_demo(config: DemoConfig) -> DemoReport:
             interrupted=interrupted,
         )
     finally:
-        executor.shutdown(timeout_sec=5.0)
+        stop.set_result(None)
         if spinner.is_alive():
             spinner.join(timeout=5.0)
+        executor.shutdown(timeout_sec=5.0)
         for node in reversed(nodes):
             node.destroy_node()
         rclpy.try_shutdown(context=context)

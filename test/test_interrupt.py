@@ -1,0 +1,148 @@
+"""Ctrl-C and missing extras on the real command line (issue 22, items 3 and 4): SIGINT is sent to a real
+``fcn-road-seg`` subprocess once it has started working (its first output is on disk); it must print one
+line ("interrupted after N of M frames"), exit 130, show no traceback and leave no bag that looks complete.
+A bag whose writer was killed outright is refused by ``evaluate``, naming it."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "fcn_road_seg.cli"]
+
+
+@pytest.fixture(scope="module")
+def kitti_train(shared_data) -> Path:
+    root = shared_data / "kitti_road_train" / "training"
+    if not (root / "image_2").is_dir():
+        pytest.skip(f"{root} not found (the 231-frame KITTI training set in ../shared/data)")
+    return root
+
+
+def start(*args, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def wait_for(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"exited {proc.returncode} before it got going: {proc.communicate()}"
+        assert time.monotonic() < deadline, "no progress on disk in time"
+        time.sleep(0.05)
+
+
+def interrupt(proc: subprocess.Popen, signum: int = signal.SIGINT) -> tuple[int, str, str]:
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def assert_one_interrupt_line(err: str, total: int) -> int:
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    last = err.strip().splitlines()[-1]
+    match = re.fullmatch(rf"interrupted after (\d+) of {total} frames", last)
+    assert match, last
+    return int(match.group(1))
+
+
+def bag_files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix in (".db3", ".yaml", ".mcap"))
+
+
+def test_ctrl_c_in_infer_stops_with_one_line_and_exit_130(tmp_path, kitti_train):
+    out = tmp_path / "masks"
+    proc = start("infer", kitti_train / "image_2", "--backend", "onnxruntime", "--out", out)  # the shipped model
+    wait_for(proc, lambda: any(out.glob("*_overlay.png")))
+    code, stdout, err = interrupt(proc)
+    assert code == 130
+    done = assert_one_interrupt_line(err, 231)
+    assert done < 231 and "segmented" not in stdout  # no success summary
+    assert len(list(out.glob("*_overlay.png"))) in (done, done + 1)  # whole files only, no temporary ones
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_ctrl_c_in_bag_from_kitti_leaves_no_bag(tmp_path, kitti_train):
+    bag = tmp_path / "bag"
+    proc = start("bag", "from-kitti", kitti_train, "-o", bag)
+    db = tmp_path / "bag.partial" / "bag" / "bag.db3"
+    wait_for(proc, lambda: db.is_file() and db.stat().st_size > 6_000_000)  # 2 frames or more written (1.9 MB each)
+    code, _, err = interrupt(proc)
+    assert code == 130
+    assert 1 <= assert_one_interrupt_line(err, 231) < 231
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_in_evaluate_leaves_no_write_bag_and_no_report(tmp_path, kitti_train):
+    out, bag = tmp_path / "report", tmp_path / "out_bag"
+    proc = start("evaluate", kitti_train, "--backend", "onnxruntime", "--out", out, "--write-bag", bag)
+    db = tmp_path / "out_bag.partial" / "out_bag" / "out_bag.db3"
+    wait_for(proc, lambda: db.is_file() and db.stat().st_size > 9_000_000)  # 2 frames or more (4 images, 2.9 MB)
+    code, _, err = interrupt(proc)
+    assert code == 130
+    assert 1 <= assert_one_interrupt_line(err, 231) < 231
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither the bag nor a report folder
+
+
+def test_a_bag_whose_writer_was_killed_is_refused_and_rewritten(tmp_path, kitti_train, shared_data):
+    bag = tmp_path / "bag"
+    proc = start("bag", "from-kitti", kitti_train, "-o", bag)
+    db = tmp_path / "bag.partial" / "bag" / "bag.db3"
+    wait_for(proc, lambda: db.is_file() and db.stat().st_size > 2_000_000)
+    code, _, _ = interrupt(proc, signal.SIGKILL)  # no chance to clean up: what a crash or power cut leaves
+    assert code == -signal.SIGKILL and bag_files(tmp_path) == ["bag.partial/bag/bag.db3"]
+    for given in (tmp_path / "bag.partial", tmp_path / "bag.partial" / "bag"):
+        res = subprocess.run([*CLI, "evaluate", given, "--image-topic", "/camera/image_raw", "--gt-topic",
+                              "/camera/road_gt", "--model", tmp_path / "nope.onnx", "--out", tmp_path / "r"],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert f"error: {given} is an unfinished bag ({tmp_path / 'bag.partial'} is where an interrupted or " \
+               "failed run was writing); write the bag again" in res.stderr
+    moved = tmp_path / "copied_bag"  # the same storage without its metadata under another name
+    (tmp_path / "bag.partial" / "bag").rename(moved)
+    res = subprocess.run([*CLI, "evaluate", moved, "--image-topic", "/camera/image_raw", "--gt-topic", "/camera/road_gt",
+                          "--model", tmp_path / "nope.onnx", "--out", tmp_path / "r"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and f"{moved} has no metadata.yaml: its writer did not finish" in res.stderr
+    moved.rename(tmp_path / "bag.partial" / "bag")
+
+    res = subprocess.run([*CLI, "bag", "from-kitti", shared_data / "kitti_road" / "training", "-o", bag],
+                         capture_output=True, text=True, timeout=300)  # the stale .partial is replaced
+    assert res.returncode == 0, res.stderr
+    assert bag_files(tmp_path) == ["bag/bag.db3", "bag/metadata.yaml"]
+
+
+def test_ctrl_c_in_the_demo_prints_its_summary_so_far(tmp_path):
+    pytest.importorskip("rclpy", reason="the demo needs rclpy (scripts/setup_env.sh)")
+    out = tmp_path / "demo"
+    proc = start("demo", "--backend", "onnxruntime", "--out", out, "--frames", "200", "--rate", "5")
+    wait_for(proc, lambda: any(out.glob("*_overlay.png")))
+    code, stdout, err = interrupt(proc)
+    assert code == 130
+    saved = assert_one_interrupt_line(err, 200)
+    assert re.search(r"^\d+ frames? segmented in [0-9.]+ s", stdout, re.M) and f"overlays -> {out}" in stdout
+    assert 1 <= saved < 200
+
+
+@pytest.mark.parametrize("command", [["train", "--data", "DATA", "--out", "RUN"],
+                                     ["export", "--untrained", "--input-size", "64", "64", "-o", "m.onnx"],
+                                     ["model-info"]])
+def test_commands_that_need_pytorch_say_so_without_it(tmp_path, command):
+    shim = tmp_path / "no_torch"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None  # import torch -> ImportError\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    (tmp_path / "DATA").mkdir()
+    args = [str(tmp_path / a) if a in ("DATA", "RUN", "m.onnx") else a for a in command]
+    res = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == "error: this command needs PyTorch: pip install 'fcn_road_seg[train]'"
+    assert not (tmp_path / "RUN").exists() and not (tmp_path / "m.onnx").exists()
