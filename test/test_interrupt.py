@@ -146,3 +146,18 @@ def test_commands_that_need_pytorch_say_so_without_it(tmp_path, command):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip() == "error: this command needs PyTorch: pip install 'fcn_road_seg[train]'"
     assert not (tmp_path / "RUN").exists() and not (tmp_path / "m.onnx").exists()
+
+
+def test_ctrl_c_on_the_evaluator_node_logs_without_rosout_errors(tmp_path):
+    pytest.importorskip("rclpy", reason="the evaluator node needs rclpy (scripts/setup_env.sh)")
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "fcn_road_seg.ros.evaluator_node", "--ros-args", "-p",
+                                 f"out:={tmp_path / 'report'}"], stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        wait_for(proc, lambda: "pairing /road_segmentation/probability" in log.read_text(), timeout=60)
+        time.sleep(1.0)  # logged at the end of its constructor: now it spins
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    err = log.read_text()
+    assert "no report written: no frame was evaluated" in err  # logged on exit, after Ctrl-C
+    assert "Failed to publish log message to rosout" not in err and "Traceback" not in err, err
