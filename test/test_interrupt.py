@@ -46,10 +46,10 @@ def interrupt(proc: subprocess.Popen, signum: int = signal.SIGINT) -> tuple[int,
     return proc.returncode, out, err
 
 
-def assert_one_interrupt_line(err: str, total: int) -> int:
+def assert_one_interrupt_line(err: str, total: int, unit: str = "frames") -> int:
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     last = err.strip().splitlines()[-1]
-    match = re.fullmatch(rf"interrupted after (\d+) of {total} frames", last)
+    match = re.fullmatch(rf"interrupted after (\d+) of {total} {unit}", last)
     assert match, last
     return int(match.group(1))
 
@@ -130,6 +130,32 @@ def test_ctrl_c_in_the_demo_prints_its_summary_so_far(tmp_path):
     saved = assert_one_interrupt_line(err, 200)
     assert re.search(r"^\d+ frames? segmented in [0-9.]+ s", stdout, re.M) and f"overlays -> {out}" in stdout
     assert 1 <= saved < 200
+
+
+def test_ctrl_c_in_train_keeps_whole_checkpoints_and_log(tmp_path, shared_data):
+    torch = pytest.importorskip("torch", reason="train needs PyTorch (the 'train' extra)")
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    names = (shared_data / "camvid" / "train.txt").read_text().split()[100:102]
+    for n in names:
+        for sub in ("images", "labels"):
+            (data / sub / n).write_bytes((shared_data / "camvid" / sub / n).read_bytes())
+    (data / "train.txt").write_text("\n".join(names) + "\n")
+    run = tmp_path / "run"
+    proc = start("train", "--data", data, "--out", run, "--epochs", "500", "--input-size", "96", "128", "--width",
+                 "0.125", "--fc-width", "32", "--encoder", "vgg16_bn", "--batch-size", "2", "--workers", "0",
+                 "--val-split", "train.txt", "--val-every", "1")
+    log = run / "log.csv"
+    wait_for(proc, lambda: log.is_file() and len(log.read_text().splitlines()) >= 3)  # 2 epochs logged
+    code, _, err = interrupt(proc)
+    assert code == 130
+    epochs = assert_one_interrupt_line(err, 500, "epochs")
+    assert 1 <= epochs < 500
+    rows = log.read_text().splitlines()
+    assert rows[0].startswith("epoch,") and len(rows) - 1 in (epochs, epochs + 1)  # whole lines only
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] + 1 in (epochs, epochs + 1)
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
 
 
 @pytest.mark.parametrize("command", [["train", "--data", "DATA", "--out", "RUN"],
