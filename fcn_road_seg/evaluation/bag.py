@@ -10,6 +10,7 @@ version 8 (what ROS 2 Jazzy's ``ros2 bag play`` reads), sqlite3 by default or MC
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -208,8 +209,9 @@ class BagOut:
 
     def __exit__(self, exc_type, *_) -> None:
         try:
-            if exc_type is not None:
-                self.writer.abort()
+            if exc_type is not None:  # the run's own error (or Ctrl-C) is what the user sees
+                with contextlib.suppress(Exception):
+                    self.writer.abort()
                 return
             self.writer.close()
             os.replace(self.writer.path, self.path)
