@@ -187,3 +187,18 @@ def test_ctrl_c_on_the_evaluator_node_logs_without_rosout_errors(tmp_path):
     err = log.read_text()
     assert "no report written: no frame was evaluated" in err  # logged on exit, after Ctrl-C
     assert "Failed to publish log message to rosout" not in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_a_truncated_bag_is_refused_naming_it(tmp_path, shared_data, storage):
+    bag = tmp_path / "bag"
+    res = subprocess.run([*CLI, "bag", "from-kitti", shared_data / "kitti_road" / "training", "-o", bag, "--storage",
+                          storage], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    (data,) = [p for p in bag.iterdir() if p.suffix in (".db3", ".mcap")]
+    os.truncate(data, data.stat().st_size // 2)  # a copy cut short, metadata.yaml intact
+    res = subprocess.run([*CLI, "evaluate", bag, "--image-topic", "/camera/image_raw", "--gt-topic", "/camera/road_gt",
+                          "--model", tmp_path / "nope.onnx", "--out", tmp_path / "r"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"error: cannot open {bag} as a rosbag2 bag (" in res.stderr and not (tmp_path / "r").exists()
