@@ -122,6 +122,11 @@ def test_out_under_a_file_is_refused_before_the_model_loads(tmp_path):
     for command in (["infer", SAMPLE], ["evaluate", SAMPLE.parent]):
         res = cli(*command, "--model", tmp_path / "nope.onnx", "--out", blocker / "out")
         assert res.returncode == 2 and f"--out {blocker}/out lies under {blocker}, which is a file" in res.stderr
+    res = cli("evaluate", SAMPLE.parent, "--model", tmp_path / "nope.onnx", "--out", tmp_path / "r", "--write-bag",
+              blocker / "bag")
+    assert res.returncode == 2 and f"--write-bag's folder {blocker} is a file; give a folder" in res.stderr
+    res = cli("bag", "from-kitti", SAMPLE.parent, "-o", blocker / "sub" / "bag")
+    assert res.returncode == 2 and f"-o's folder {blocker}/sub lies under {blocker}, which is a file" in res.stderr
 
 
 def test_evaluate_exits_1_naming_the_report_file_it_could_not_write(tmp_path, tiny_onnx, shared_data):
