@@ -9,9 +9,10 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__
+from . import __version__, progress
 from .contract import DEFAULT_OPSET
-from .errors import FcnRoadSegError
+from .errors import FcnRoadSegError, MissingExtraError, OutputError
+from .outputs import check_writable
 from .training.args import add_arch_args, add_train_args, data_arg
 from .wording import plural
 
@@ -43,8 +44,14 @@ def _check_threshold(threshold: float | None) -> None:
 
 
 def _check_out_folder(out: Path, flag: str = "--out") -> None:
-    if out.exists() and not out.is_dir():
-        raise FcnRoadSegError(f"{flag} {out} is a file; give a folder (it is created if missing)")
+    check_writable(out, flag)  # a file there or above: bad argument; a folder refusing files: OutputError
+
+
+def _require_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError as err:
+        raise MissingExtraError("this command needs PyTorch: pip install 'fcn_road_seg[train]'") from err
 
 
 def _output_stems(paths: list[Path]) -> dict[Path, str]:
@@ -102,11 +109,10 @@ def _arch_config(args: argparse.Namespace):
 
 
 def _cmd_infer(args: argparse.Namespace) -> int:
-    import cv2
     import numpy as np
-    from tqdm import tqdm
 
     from .images import list_images, read_bgr
+    from .outputs import write_image
     from .pipeline import RoadSegmenter
 
     if not 0.0 <= args.alpha <= 1.0:
@@ -117,19 +123,24 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     stems = _output_stems(paths)
     segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
                               refine=_refine_config(args))
-    args.out.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no empty folder
     stages: dict[str, list[float]] = {}
     failed: list[str] = []
-    for path in tqdm(paths, desc="infer", unit="frame", disable=None):
+    unwritten: list[str] = []
+    for path in progress.track(paths, len(paths), "infer"):
         try:
             frame = read_bgr(path)
             result = segmenter.segment(frame, color_order="bgr", overlay_alpha=args.alpha)
         except FcnRoadSegError as err:
-            log.error("%s", err)
+            log.error("%s", err if str(path) in str(err) else f"{path}: {err}")
             failed.append(str(path))
             continue
-        cv2.imwrite(str(args.out / f"{stems[path]}_mask.png"), result.mask)
-        cv2.imwrite(str(args.out / f"{stems[path]}_overlay.png"), result.overlay)
+        for kind, image in (("mask", result.mask), ("overlay", result.overlay)):
+            target = args.out / f"{stems[path]}_{kind}.png"
+            try:
+                write_image(target, image)  # creates --out at the first output: no empty folder if all fail
+            except OutputError as err:
+                log.error("%s", err)
+                unwritten.append(str(target))
         for stage, ms in result.timings_ms.items():
             stages.setdefault(stage, []).append(ms)
     segmenter.close()
@@ -142,8 +153,9 @@ def _cmd_infer(args: argparse.Namespace) -> int:
               f"at {segmenter.contract.input_width}x{segmenter.contract.input_height} (W x H)")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    if unwritten:
+        print(f"could not write {plural(len(unwritten), 'file')}: {', '.join(unwritten)}", file=sys.stderr)
+    return 1 if failed or unwritten else 0
 
 
 def _quiet_libraries(verbose: bool) -> None:
@@ -154,6 +166,7 @@ def _quiet_libraries(verbose: bool) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    _require_torch()
     from .training.export import contract_for, export_checkpoint, export_onnx
     from .training.model import FCN
 
@@ -173,6 +186,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_info(args: argparse.Namespace) -> int:
+    _require_torch()
     from .training.model import FCN, count_flops, count_parameters
 
     if args.model is not None:
@@ -252,6 +266,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.write_bag is not None and args.write_bag.exists():
         raise FcnRoadSegError(f"--write-bag {args.write_bag} exists already (rosbag2 writes only new bags); give a "
                               "path that does not exist yet, or delete the old bag")
+    if args.write_bag is not None:
+        _check_out_folder(args.write_bag.parent, "--write-bag's folder")
     config = EvalConfig(
         source=args.source, out=args.out, layout=args.layout, split=args.split, road_id=args.road_id,
         ignore_id=None if args.ignore_id < 0 else args.ignore_id, image_topic=args.image_topic,
@@ -285,12 +301,13 @@ def _cmd_bag(args: argparse.Namespace) -> int:
     from .evaluation.groundtruth import FolderSource
 
     layout = "kitti" if args.bag_command == "from-kitti" else "class-index"
+    _check_out_folder(args.output.parent, "-o's folder")
     source = FolderSource(args.dir, layout, args.split, args.road_id, None if args.ignore_id < 0 else args.ignore_id)
     config = BagWriteConfig(image_topic=args.image_topic, gt_topic=args.gt_topic,
                             camera_info_topic=args.camera_info_topic, frame_id=args.frame_id, rate_hz=args.rate,
                             storage=args.storage, limit=args.limit)
     n = write_dataset_bag(source, args.output, config)
-    print(f"wrote {n} frames to {args.output} ({args.storage}): {args.image_topic}, {args.gt_topic}")
+    print(f"wrote {plural(n, 'frame')} to {args.output} ({args.storage}): {args.image_topic}, {args.gt_topic}")
     return 0
 
 
@@ -304,6 +321,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     report = run_demo(config)
     print(report.summary())
     print(f"overlays -> {args.out}")
+    if report.interrupted:
+        print(progress.interrupted_message(), file=sys.stderr)
+        return 130
     return 0 if report.segmented else 1
 
 
@@ -315,6 +335,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if path is not None and not path.is_file():
             raise FcnRoadSegError(f"{flag} {path} not found; give a checkpoint an earlier run wrote, e.g. {example}")
     _check_out_folder(args.out)
+    _require_torch()
     from .training.train import main as train_main
 
     _quiet_libraries(args.verbose)
@@ -478,9 +499,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "export" and args.untrained == (args.checkpoint is not None):
         print("error: give a CHECKPOINT or --untrained (not both)", file=sys.stderr)
         return 2
+    progress.reset()
     with _logging(args.verbose):
         try:
             return args.handler(args)
+        except KeyboardInterrupt:  # Ctrl-C: one line, no traceback, the shell's status for SIGINT
+            print(progress.interrupted_message(), file=sys.stderr)
+            return 130
+        except OutputError as err:  # the work ran, an output could not be written
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         except (FcnRoadSegError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -11,6 +11,7 @@ __all__ = [
     "TensorRTError",
     "BagError",
     "MissingExtraError",
+    "OutputError",
 ]
 
 
@@ -52,3 +53,7 @@ class BagError(DatasetError):
 
 class MissingExtraError(FcnRoadSegError):
     """An optional feature needs a package from an extra (``pip install 'fcn_road_seg[EXTRA]'``) that is missing."""
+
+
+class OutputError(FcnRoadSegError):
+    """An output file or folder cannot be written (read-only, full disk, file-size limit, a folder in the way)."""

@@ -3,5 +3,5 @@ the streaming evaluation state, the offline evaluator over folders and rosbag2 b
 reading/writing with ``rosbags`` (no rclpy), and the bird's-eye-view transform (``bev``: numpy/OpenCV
 only, also used by the node's ``~/bev_grid``).
 
-May import the core (pipeline, images, errors, contract); never ``ros`` or ``training``.
+May import the core (pipeline, images, errors, contract, outputs, progress, wording); never ``ros`` or ``training``.
 """

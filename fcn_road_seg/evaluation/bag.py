@@ -10,17 +10,23 @@ version 8 (what ROS 2 Jazzy's ``ros2 bag play`` reads), sqlite3 by default or MC
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import BagError, InputImageError
 from ..images import decode_bgr
+from ..outputs import check_room, output_error
+from ..progress import track
+from ..wording import plural
 from .bev import (kitti_camera_pose, quaternion_from_matrix, read_kitti_calib, transform_matrix,
                   road_projection_from_pose)
 from .groundtruth import FolderSource, encode_mono8_gt, kitti_calib_path
@@ -43,6 +49,8 @@ __all__ = [
     "bag_frame_names",
     "find_connection",
     "stamp_ns",
+    "PARTIAL_SUFFIX",
+    "check_finished_bag",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,7 @@ STORAGES = ("sqlite3", "mcap")
 FRAME_NAMES_KEY = "fcn_road_seg.frame_names"  # custom_data key: JSON {stamp_ns: frame name}
 TF_TOPIC = "/tf"
 BAG_VERSION = 8  # rosbag2 metadata version of ROS 2 Jazzy
+PARTIAL_SUFFIX = ".partial"  # a bag being written lives in NAME.partial/NAME until it is complete
 _TYPESTORE = None
 
 
@@ -169,7 +178,11 @@ def _storage_plugin(storage: str):
 
 
 class BagOut:
-    """A new bag with Image topics; ``write_image`` adds one frame. Use as a context manager."""
+    """A new bag with Image topics; ``write_image`` adds one frame. Use as a context manager.
+
+    The bag is written inside ``PATH.partial/`` and moved to ``PATH`` only when it closed without error: an
+    interrupted or failed run leaves no bag that looks complete (its ``.partial`` folder is removed). A
+    write the disk refuses (full, file-size limit) is an ``OutputError`` naming the bag."""
 
     def __init__(self, path: str | Path, storage: str = "sqlite3") -> None:
         from rosbags.rosbag2 import Writer
@@ -177,23 +190,50 @@ class BagOut:
         self.path = Path(path)
         if self.path.exists():
             raise BagError(f"{self.path} exists already; rosbag2 writers only create new bags, choose another -o")
-        self.writer = Writer(self.path, version=BAG_VERSION, storage_plugin=_storage_plugin(storage))
+        self.partial = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
+        if self.partial.exists():
+            log.info("removing %s, the unfinished bag of an earlier run", self.partial)
+            shutil.rmtree(self.partial)
+        self.writer = Writer(self.partial / self.path.name, version=BAG_VERSION,
+                             storage_plugin=_storage_plugin(storage))
         self.connections: dict[str, object] = {}
 
     def __enter__(self) -> BagOut:
-        self.writer.open()
+        try:
+            self.partial.mkdir(parents=True)
+            self.writer.open()
+        except OSError as err:
+            shutil.rmtree(self.partial, ignore_errors=True)
+            raise output_error(self.path, err) from err
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.writer.close()
+    def __exit__(self, exc_type, *_) -> None:
+        try:
+            if exc_type is not None:  # the run's own error (or Ctrl-C) is what the user sees
+                with contextlib.suppress(Exception):
+                    self.writer.abort()
+                return
+            self.writer.close()
+            os.replace(self.writer.path, self.path)
+        except (OSError, sqlite3.Error) as err:
+            raise output_error(self.path, err) from err
+        finally:
+            shutil.rmtree(self.partial, ignore_errors=True)
+
+    def check_room(self, frames: int, frame_bytes: int) -> None:
+        """Up front: ``frames`` more frames of about ``frame_bytes`` each fit on the disk (OutputError if not)."""
+        check_room(self.path, frames * frame_bytes, f"{plural(frames, 'frame')} of a bag")
 
     def write(self, topic: str, msg, time_ns: int) -> None:
         """Serialise ``msg`` (a rosbags message) to ``topic`` at bag time ``time_ns``."""
         ts = typestore()
-        conn = self.connections.get(topic)
-        if conn is None:
-            conn = self.connections[topic] = self.writer.add_connection(topic, msg.__msgtype__, typestore=ts)
-        self.writer.write(conn, time_ns, ts.serialize_cdr(msg, msg.__msgtype__))
+        try:
+            conn = self.connections.get(topic)
+            if conn is None:
+                conn = self.connections[topic] = self.writer.add_connection(topic, msg.__msgtype__, typestore=ts)
+            self.writer.write(conn, time_ns, ts.serialize_cdr(msg, msg.__msgtype__))
+        except (OSError, sqlite3.Error) as err:  # sqlite: "database or disk is full"; MCAP: the OS error
+            raise output_error(self.path, err) from err
 
     def write_image(self, topic: str, array: np.ndarray, encoding: str, stamp: int, frame_id: str) -> None:
         self.write(topic, image_message(array, encoding, stamp, frame_id), stamp)
@@ -213,12 +253,13 @@ def write_dataset_bag(source: FolderSource, out: str | Path, config: BagWriteCon
     pairs = source.pairs[: config.limit] if config.limit else source.pairs
     source_iter = iter(source)
     with BagOut(out, config.storage) as bag:
-        for (image_path, _), frame in tqdm(zip(pairs, source_iter), total=len(pairs), desc="bag", unit="frame",
-                                           disable=None):
+        for (image_path, _), frame in track(zip(pairs, source_iter), len(pairs), "bag"):
             if frame.error:
                 log.error("skipped %s: %s", frame.name, frame.error)
                 skipped += 1
                 continue
+            if count == 0:  # bgr8 image + mono8 GT per frame
+                bag.check_room(len(pairs) - skipped, frame.image.size + frame.road.size)
             stamp = config.start_ns + count * period
             bag.write_image(config.image_topic, frame.image, "bgr8", stamp, config.frame_id)
             bag.write_image(config.gt_topic, encode_mono8_gt(frame.road, frame.valid), "mono8", stamp, config.frame_id)
@@ -233,10 +274,24 @@ def write_dataset_bag(source: FolderSource, out: str | Path, config: BagWriteCon
             names[str(stamp)] = frame.name
             count += 1
         bag.set_custom_data(FRAME_NAMES_KEY, json.dumps(names))
-    if count == 0:
-        raise BagError(f"no frame of {source.root} could be read ({skipped} unreadable); nothing written to {out}")
-    log.info("wrote %d frames to %s (%d skipped)", count, out, skipped)
+        if count == 0:  # raised inside: the .partial bag is removed
+            raise BagError(f"no frame of {source.root} could be read ({skipped} unreadable); nothing written to {out}")
+    log.info("wrote %s to %s (%d skipped)", plural(count, "frame"), out, skipped)
     return count
+
+
+def check_finished_bag(path: str | Path) -> None:
+    """BagError for a bag an interrupted or failed writer left: a ``.partial`` folder, or a bag folder with
+    storage files and no metadata.yaml (rosbag2 writers write it last)."""
+    path = Path(path)
+    unfinished = next((p for p in (path, *path.parents) if p.name.endswith(PARTIAL_SUFFIX)), None)
+    if unfinished is not None:
+        raise BagError(f"{path} is an unfinished bag ({unfinished} is where an interrupted or failed run was "
+                       "writing); write the bag again")
+    if path.is_dir() and not (path / "metadata.yaml").is_file() and (any(path.glob("*.db3")) or
+                                                                      any(path.glob("*.mcap"))):
+        raise BagError(f"{path} has no metadata.yaml: its writer did not finish (interrupted or crashed), so "
+                       "the bag may be incomplete; write it again")
 
 
 def open_bag(path: str | Path):
@@ -246,6 +301,7 @@ def open_bag(path: str | Path):
     path = Path(path)
     if not path.exists():
         raise BagError(f"bag not found: {path}")
+    check_finished_bag(path)
     try:
         reader = Reader(path)
         reader.open()

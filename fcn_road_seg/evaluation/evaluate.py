@@ -18,14 +18,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from .bag import (BagOut, bag_frame_names, find_connection, message_to_bgr, open_bag, read_bev_geometry, stamp_ns,
-                  typestore)
+from .bag import (BagOut, bag_frame_names, check_finished_bag, find_connection, message_to_bgr, open_bag,
+                  read_bev_geometry, stamp_ns, typestore)
 from .bev import KITTI_BEV, kitti_bev_lut, sibling_topic, warp_image, warp_labels, warp_probability
 from ..errors import BagError, DatasetError, InputImageError
 from .streaming import Evaluation
 from ..images import IMAGE_SUFFIXES, read_labels
+from ..progress import track
 from .groundtruth import (FolderSource, LabelledFrame, category_of, decode_class_index,
                           decode_kitti_gt, decode_mono8_gt)
 from .report import write_report
@@ -218,6 +218,8 @@ def open_source(config: EvalConfig):
     layout = config.layout
     if not Path(config.source).exists():
         raise DatasetError(f"{config.source} not found; give a KITTI/class-index folder or a rosbag2 bag")
+    if layout in ("auto", "bag"):
+        check_finished_bag(config.source)
     if layout == "auto":
         src = Path(config.source)
         if src.is_file() or (src / "metadata.yaml").is_file() or any(src.glob("*.mcap")) or any(src.glob("*.db3")):
@@ -275,7 +277,7 @@ def run_evaluation(config: EvalConfig, segmenter, source=None) -> dict:
         out_bag = stack.enter_context(BagOut(config.write_bag, config.write_bag_storage)) if config.write_bag else None
         alpha = config.overlay_alpha if out_bag is not None else None
         start = time.perf_counter()
-        for count, frame in enumerate(tqdm(source, total=total, desc="evaluate", unit="frame", disable=None)):
+        for count, frame in enumerate(track(source, total, "evaluate")):
             if config.limit and count >= config.limit:
                 break
             if frame.error:
@@ -294,6 +296,8 @@ def run_evaluation(config: EvalConfig, segmenter, source=None) -> dict:
             if bev is not None:
                 bev.add(frame, result.probability)
             if out_bag is not None:
+                if not out_bag.connections:  # before the first frame: image, mask, overlay, probability
+                    out_bag.check_room(total, frame.image.size * 8 // 3)
                 _write_frame(out_bag, image_topic, frame, result, count)
         ev.wall_s = time.perf_counter() - start
     if isinstance(source, BagSource):

@@ -4,7 +4,6 @@ bird's-eye-view metrics (``report.json["bev"]``, a BEV table in ``report.md``) a
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import platform
@@ -16,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError
+from ..outputs import write_figure, write_image, write_json, write_text
 from .metrics import mask_threshold
 from .streaming import Evaluation
 from ..wording import plural
@@ -75,8 +75,10 @@ def _pr_curve(ev: Evaluation, path: Path) -> dict[str, list[float]]:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        write_figure(path, fig)
+    finally:
+        plt.close(fig)
     return {"recall": recall[keep].round(6).tolist(), "precision": precision[keep].round(6).tolist()}
 
 
@@ -92,7 +94,8 @@ def _montage(ev: Evaluation, path: Path) -> bool:
         cv2.putText(canvas, title, (6, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
         for c, tile in enumerate(row):
             canvas[y + 24:y + 24 + tile.shape[0], c * tile.shape[1]:(c + 1) * tile.shape[1]] = tile
-    return bool(cv2.imwrite(str(path), canvas))
+    write_image(path, canvas)
+    return True
 
 
 def _metric_table(overall: dict, per_category: dict) -> list[str]:
@@ -179,7 +182,6 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, source: dict, contract=
     except ValueError as err:
         raise DatasetError(f"{err}; the ground truth of these {ev.frames} frames marks no road") from err
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     info = machine_info()
     if machine:
         info["description"] = machine
@@ -206,8 +208,8 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, source: dict, contract=
     if bev is not None:
         report["bev"] = _bev_section(*bev, out)
         report["files"] += [report["bev"]["montage"]] if report["bev"]["montage"] else []
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.md").write_text(_markdown(report))
+    write_text(out / "report.md", _markdown(report))
+    write_json(out / "report.json", report)  # last: a report.json means every file it lists was written
     log.info("report written to %s (MaxF %.2f %%, AP %.2f %% over %s)", out, 100 * overall["MaxF"],
              100 * overall["AP"], plural(ev.frames, "frame"))
     return report

@@ -2,5 +2,5 @@
 evaluator node, the headless demo, sensor_msgs <-> numpy conversion and the shared ``spin_node`` entry point.
 
 Only this subpackage imports rclpy or ROS message packages. It may import the core (pipeline, images,
-errors, resources, backends) and ``evaluation``; never ``training`` (the node must not load PyTorch).
+errors, resources, outputs, progress, backends) and ``evaluation``; never ``training`` (the node must not load PyTorch).
 """

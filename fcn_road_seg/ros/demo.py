@@ -1,5 +1,5 @@
 """The quickstart's main job without ``ros2 launch``: image_folder_publisher -> road_segmentation ->
-overlays on disk, with real rclpy in one process (a MultiThreadedExecutor), headless.
+overlays on disk, with real rclpy in one process (one executor thread; inference runs on the node's worker), headless.
 
 The folder publisher plays the bundled samples (or any folder) as a camera on /camera/image_raw; the
 node segments them exactly as it would a live camera (newest frame wins, drops counted); a collector
@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import FcnRoadSegError, ModelError
+from ..outputs import write_image
+from ..progress import Progress
 from ..wording import plural
 
 __all__ = ["DemoConfig", "DemoReport", "run_demo"]
@@ -64,6 +64,7 @@ class DemoReport:
     backend: str
     model: str
     saved: list[Path] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C ended the run: the numbers are those so far
 
     def summary(self) -> str:
         return (
@@ -86,7 +87,8 @@ def run_demo(config: DemoConfig) -> DemoReport:
             "the demo needs rclpy: run scripts/setup_env.sh (ROS 2 Jazzy wheels from PyPI), "
             "pip install 'fcn_road_seg[ros]', or source a ROS 2 install"
         ) from err
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.task import Future
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
@@ -96,12 +98,15 @@ def run_demo(config: DemoConfig) -> DemoReport:
     from .image_msgs import image_to_bgr
 
     images = config.images or samples_dir()
-    config.out.mkdir(parents=True, exist_ok=True)
     context = rclpy.Context()
     rclpy.init(context=context)
     nodes = []
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
-    spinner = threading.Thread(target=executor.spin, name="demo_executor", daemon=True)
+    executor = SingleThreadedExecutor(context=context)
+    # Callbacks run in this thread, so once it has returned none is in flight when the executor and the nodes
+    # are torn down (a Ctrl-C at any moment leaves no callback failing on a destroyed handle).
+    stop = Future()
+    spinner = threading.Thread(target=executor.spin_until_future_complete, args=(stop,), name="demo_executor",
+                               daemon=True)
     try:
         try:
             road = RoadSegmentationNode(context=context, parameter_overrides=[
@@ -140,20 +145,21 @@ def run_demo(config: DemoConfig) -> DemoReport:
         start = time.monotonic()
         stop_at = start + config.seconds
         saved: dict[str, Path] = {}
-        with tqdm(total=config.frames, desc="demo", unit="frame", disable=None) as bar:
-            done = 0
-            while done < config.frames and time.monotonic() < stop_at:
-                with arrived:
-                    arrived.wait_for(lambda: len(overlays) > done, timeout=max(0.0, stop_at - time.monotonic()))
-                    new = overlays[done:]
-                for _, msg in new:
-                    source = publisher.source_of(msg.header)
-                    name = f"{source.stem if source else f'frame_{done:04d}'}_overlay.png"
-                    path = config.out / name
-                    cv2.imwrite(str(path), image_to_bgr(msg))
-                    saved[name] = path
-                done += len(new)
-                bar.update(len(new))
+        interrupted = False
+        with Progress(config.frames, "demo") as bar:
+            try:
+                while bar.done < config.frames and time.monotonic() < stop_at:
+                    with arrived:
+                        arrived.wait_for(lambda: len(overlays) > bar.done,
+                                         timeout=max(0.0, stop_at - time.monotonic()))
+                        new = overlays[bar.done:]
+                    for _, msg in new:
+                        source = publisher.source_of(msg.header)
+                        name = f"{source.stem if source else f'frame_{bar.done:04d}'}_overlay.png"
+                        saved[name] = write_image(config.out / name, image_to_bgr(msg))
+                    bar.update(len(new))
+            except KeyboardInterrupt:  # Ctrl-C: stop and report what was measured so far
+                interrupted = True
         wall = time.monotonic() - start
         stats = road.stats()
         arrivals = [t for t, _ in overlays]
@@ -173,11 +179,13 @@ def run_demo(config: DemoConfig) -> DemoReport:
             backend=f"{backend.name} ({backend.device})",
             model=str(getattr(backend, "path", config.model or "shipped")),
             saved=sorted(saved.values()),
+            interrupted=interrupted,
         )
     finally:
-        executor.shutdown(timeout_sec=5.0)
+        stop.set_result(None)
         if spinner.is_alive():
             spinner.join(timeout=5.0)
+        executor.shutdown(timeout_sec=5.0)
         for node in reversed(nodes):
             node.destroy_node()
         rclpy.try_shutdown(context=context)

@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -143,15 +144,20 @@ class RoadEvaluator(Node):
             finally:
                 ev.unmatched_images -= pending_p  # they may still be paired later
                 ev.unmatched_gt -= pending_g
-        self.get_logger().info(f"report written to {Path(self.out)} ({ev.frames} frames)")
+        self._safe_logger().info(f"report written to {Path(self.out)} ({plural(ev.frames, 'frame')})")
         return report
+
+    def _safe_logger(self):
+        """The node's logger while its context is up; after Ctrl-C shut the context down (the report is written
+        on exit), a logger of another name, which does not try the then-invalid /rosout publisher."""
+        return self.get_logger() if self.context.ok() else get_logger(f"{self.get_name()}.exit")
 
 
 def _write_final_report(node: RoadEvaluator) -> None:
     try:
         node.write_report()
     except FcnRoadSegError as err:  # e.g. nothing was paired: say so instead of writing zeros
-        node.get_logger().error(f"no report written: {err}")
+        node._safe_logger().error(f"no report written: {err}")
 
 
 def main(args: list[str] | None = None) -> int:

@@ -6,7 +6,6 @@ before any training starts, and raises DatasetError naming the fix.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -21,6 +20,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from ..errors import DatasetError, InputImageError
 from ..evaluation.groundtruth import kitti_pairs, read_split
 from ..images import IMAGE_SUFFIXES, read_bgr, read_labels, verify_encoded
+from ..outputs import write_json
 from .model import IMAGENET_NORMALIZATION
 
 __all__ = [
@@ -292,7 +292,7 @@ def count_unexpected_colours(samples: list[Sample]) -> int:
 def save_split(path: str | Path, splits: dict[str, list[Sample]]) -> None:
     """Write the split (image names per subset) as JSON, so a run records exactly what it trained on."""
     data = {k: [s.name for s in v] for k, v in splits.items()}
-    Path(path).write_text(json.dumps(data, indent=1))
+    write_json(path, data, indent=1)
 
 
 def _normalize(rgb: np.ndarray, normalization: dict[str, list[float]]) -> torch.Tensor:

@@ -16,6 +16,7 @@ from torch import nn
 from .. import __version__
 from ..contract import DEFAULT_OPSET, IR_VERSION, ModelContract
 from ..errors import ModelError
+from ..outputs import check_writable, replacing
 from .calibrate import Calibration
 from .model import FCN, FCNConfig
 
@@ -120,7 +121,7 @@ def export_onnx(
     wrapper = DeployableFCN(net, norm["mean"], norm["std"], calibration).eval()
     dummy = torch.zeros(contract.input_shape, dtype=torch.uint8)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out_path.parent, "the output's folder")  # before the export's minutes of work
     # The exporter warns about every torchvision op it cannot register; FCN uses none of them.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     logging.getLogger("onnx_ir.passes.common.initializer_deduplication").setLevel(logging.WARNING)
@@ -152,7 +153,8 @@ def export_onnx(
     proto.producer_name = "fcn_road_seg"
     proto.producer_version = __version__
     onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(out_path))
+    with replacing(out_path) as tmp:
+        onnx.save(proto, str(tmp))
     return out_path
 
 

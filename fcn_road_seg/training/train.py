@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import logging
 import math
 import os
@@ -44,6 +45,8 @@ from .datasets import (
 )
 from ..errors import DatasetError, ModelError
 from ..evaluation.metrics import RoadMetrics, RoadScores
+from ..outputs import replacing, write_text
+from ..progress import Progress
 from .export import load_checkpoint
 from .model import FCN, FCNConfig, load_imagenet, normalization_for
 from .args import add_train_args, data_arg
@@ -218,6 +221,16 @@ def _checkpoint(model, optimizer, scheduler, scaler, epoch, args, desc, metrics,
     }
 
 
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    """Add ``row`` to the CSV log (header first in a new file), rewriting it whole: never a half-written line."""
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=["epoch", "lr", "train_loss", *METRIC_KEYS, "seconds"])
+    if not path.exists():
+        w.writeheader()
+    w.writerow(row)
+    write_text(path, (path.read_text() if path.exists() else "") + text.getvalue())
+
+
 def _closing_table(rows: list[dict[str, Any]]) -> str:
     head = f"{'epoch':>5} {'loss':>8} {'MaxF':>7} {'AP':>7} {'IoU':>7} {'sec':>7}"
     lines = [head, "-" * len(head)]
@@ -319,6 +332,7 @@ def main(args: argparse.Namespace) -> Path | None:
         writer = SummaryWriter(str(out / "tensorboard"))
     csv_path = out / "log.csv"
     t_start = time.perf_counter()
+    epochs = Progress(args.epochs - start, "train", "epoch", show=False)  # "interrupted after 2 of 10 epochs"
     for epoch in range(start, args.epochs):
         t0 = time.perf_counter()
         # Order, augmentation and dropout depend on (seed, epoch) only: resuming reproduces the same run.
@@ -343,23 +357,18 @@ def main(args: argparse.Namespace) -> Path | None:
                 best = row["MaxF"]
                 best_metrics = {k: float(row[k]) for k in METRIC_KEYS}
             ckpt = _checkpoint(model, optimizer, scheduler, scaler, epoch, args, desc, best_metrics, best, split)
-            torch.save(ckpt, out / "last.pt")
-            if is_best:
-                torch.save(ckpt, out / "best.pt")
-            if args.save_every and (epoch + 1) % args.save_every == 0:
-                torch.save(ckpt, out / f"epoch{epoch + 1}.pt")
-            new_file = not csv_path.exists()
-            with csv_path.open("a", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=["epoch", "lr", "train_loss", *METRIC_KEYS, "seconds"])
-                if new_file:
-                    w.writeheader()
-                w.writerow(row)
+            for name in ["last.pt"] + ["best.pt"] * is_best + [f"epoch{epoch + 1}.pt"] * bool(
+                    args.save_every and (epoch + 1) % args.save_every == 0):
+                with replacing(out / name) as tmp:
+                    torch.save(ckpt, tmp)
+            _append_csv(csv_path, row)
             for key, value in row.items():
                 if key != "epoch":
                     writer.add_scalar(key if key in ("lr", "train_loss", "seconds") else f"val/{key}", value, epoch + 1)
             log.info("epoch %d/%d loss %.4f%s (%.0f s)", epoch + 1, args.epochs, loss,
                      f" val MaxF {row['MaxF']:.4f} AP {row['AP']:.4f} IoU {row['IoU']:.4f}" if "MaxF" in row else "",
                      row["seconds"])
+        epochs.update()
         if distributed:
             torch.distributed.barrier()
 
