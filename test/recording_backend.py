@@ -1,6 +1,6 @@
 """A Backend (the interface in ``fcn_road_seg.backends``) written for tests: it keeps a copy of every batch the
-pipeline hands it and answers a chosen constant probability, so a test can pin the exact network input and put
-the probability exactly where it wants (e.g. on the threshold)."""
+pipeline hands it and answers a chosen probability (a constant, or an (H, W) map at the network's size), so a test
+can pin the exact network input and put the probability exactly where it wants (e.g. on the threshold)."""
 from __future__ import annotations
 
 import cv2
@@ -15,14 +15,14 @@ class RecordingBackend:
     device = "test"
     selection = "a test's recording backend"
 
-    def __init__(self, contract: ModelContract, probability: float = 0.25) -> None:
+    def __init__(self, contract: ModelContract, probability: float | np.ndarray = 0.25) -> None:
         self.contract = contract
-        self.probability = np.float32(probability)
+        self.probability = np.asarray(probability, np.float32)
         self.batches: list[np.ndarray] = []
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         self.batches.append(batch.copy())
-        return np.full(batch.shape[:3], self.probability, np.float32)
+        return np.broadcast_to(self.probability, batch.shape[:3]).copy()
 
     def close(self) -> None:
         pass
