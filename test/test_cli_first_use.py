@@ -147,7 +147,7 @@ def test_help_shows_the_defaults():
     assert "`fcn-road-seg train --help` lists every flag with its default." in training_md
 
 
-def test_the_advised_threshold_is_accepted_and_gives_the_maxf_point(tmp_path, shared_data):
+def test_the_advised_threshold_is_accepted_and_gives_the_maxf_point(tmp_path, shared_data, shipped_model):
     """The report's best threshold (the devkit's i/255, 1.000 for the shipped model on KITTI) becomes a
     --threshold the pipeline accepts, and a mask at it is exactly the MaxF operating point."""
     kitti = shared_data / "kitti_road" / "training"
