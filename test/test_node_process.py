@@ -13,6 +13,8 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy is not installed (pip install '.[ros]' or source a ROS 2 install)")
 
+from ros_harness import status_values  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,7 +42,7 @@ def test_bad_parameter_fails_at_start_with_the_reason(tiny_onnx, setting, messag
     assert message in out and "Traceback" not in out
 
 
-def test_sigint_shuts_down_cleanly(tiny_onnx):
+def test_sigint_shuts_down_cleanly(tiny_onnx, harness):
     proc = _start("-p", f"model:={tiny_onnx}", "-p", "image_topic:=/fcn_test/sigint")
     lines = []
     deadline = time.monotonic() + 60
@@ -50,7 +52,8 @@ def test_sigint_shuts_down_cleanly(tiny_onnx):
         if "segmenting /fcn_test/sigint" in line or not line:
             break
     assert any("segmenting /fcn_test/sigint" in line for line in lines), "".join(lines)
-    time.sleep(0.5)  # let it reach rclpy.spin, as a user's Ctrl-C would
+    # Its /diagnostics timer fires only inside rclpy.spin: Ctrl-C then comes where a user's would.
+    harness.probe.latest_status("road_segmentation", lambda s: status_values(s)["model"] == str(tiny_onnx), 30)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, "".join(lines) + out
