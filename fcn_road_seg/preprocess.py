@@ -13,7 +13,12 @@ import numpy as np
 
 from .contract import ModelContract
 
-__all__ = ["preprocess", "preprocess_files"]
+__all__ = ["preprocess", "preprocess_files", "resize_interpolation"]
+
+
+def resize_interpolation(frame_hw: tuple[int, int], net_hw: tuple[int, int]) -> int:
+    """The OpenCV interpolation ``preprocess`` resizes with: area averaging when shrinking, else bilinear."""
+    return cv2.INTER_AREA if frame_hw[0] * frame_hw[1] > net_hw[0] * net_hw[1] else cv2.INTER_LINEAR
 
 
 def preprocess(
@@ -28,9 +33,9 @@ def preprocess(
         raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
     net_h, net_w = contract.input_height, contract.input_width
     batch = np.empty(contract.input_shape, dtype=np.uint8) if out is None else out
-    shrinking = frame.shape[0] * frame.shape[1] > net_h * net_w
     net_input = batch[0]  # resized straight into the network batch, channels swapped in place
-    cv2.resize(frame, (net_w, net_h), dst=net_input, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    cv2.resize(frame, (net_w, net_h), dst=net_input,
+               interpolation=resize_interpolation(frame.shape[:2], (net_h, net_w)))
     if order != contract.channel_order:
         cv2.cvtColor(net_input, cv2.COLOR_BGR2RGB, dst=net_input)
     return batch

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -14,11 +15,42 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 200 + 10))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 
+# CI (.ci/run) sets FCN_ROAD_SEG_REQUIRE_DATA=1: missing data or a missing shipped model fails the tests that
+# need it, naming what is missing. Elsewhere (a user's fresh clone without ../shared) those tests skip, saying why.
+REQUIRE_DATA = os.environ.get("FCN_ROAD_SEG_REQUIRE_DATA") == "1"
+DATA_SETS = ("kitti_road", "kitti_road_train", "kitti_semantics", "camvid")  # the folders of ../shared/data we read
+
+
+def missing(what: str) -> NoReturn:
+    """The one policy for absent test data or models: fail under FCN_ROAD_SEG_REQUIRE_DATA=1, else skip."""
+    if REQUIRE_DATA:
+        pytest.fail(f"{what} (FCN_ROAD_SEG_REQUIRE_DATA=1: this run must have it)", pytrace=False)
+    pytest.skip(what)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not (SHARED / "kitti_road").is_dir() or not (SHARED / "camvid").is_dir():
-        pytest.skip(f"real sample data not found at {SHARED} (CI has it beside the repo as ../shared/data)")
+    absent = [name for name in DATA_SETS if not (SHARED / name).is_dir()]
+    if absent:
+        missing(f"real sample data not found: {', '.join(absent)} absent from {SHARED} (CI has it beside the repo "
+                "as ../shared/data; FCN_ROAD_SEG_SHARED_DATA names another folder)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    """The shipped model (models/ in this tree, or an install's); FCN_ROAD_SEG_SHIPPED_MODEL overrides it."""
+    from fcn_road_seg.errors import ModelError
+    from fcn_road_seg.resources import default_model_path
+
+    override = os.environ.get("FCN_ROAD_SEG_SHIPPED_MODEL")
+    try:
+        path = Path(override) if override else default_model_path()
+    except ModelError as err:
+        missing(f"no shipped model: {err}")
+    if not path.is_file():
+        missing(f"no shipped model: {path} not found")
+    return path
 
 
 @pytest.fixture(scope="session")

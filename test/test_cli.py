@@ -11,7 +11,6 @@ def run_cli(*args, cwd=None):
 
 
 def test_infer_end_to_end(tmp_path, tiny_onnx, kitti_images, camvid_images):
-    cam_dir = camvid_images[0].parent
     res = run_cli("infer", "--model", tiny_onnx, *kitti_images, camvid_images[0], "--out", tmp_path)
     assert res.returncode == 0, res.stderr
     assert "3 frames segmented, 0 failed" in res.stdout and "mean ms per stage" in res.stdout
@@ -21,7 +20,6 @@ def test_infer_end_to_end(tmp_path, tiny_onnx, kitti_images, camvid_images):
         src = cv2.imread(str(path))
         assert mask.shape == src.shape[:2] and set(np.unique(mask)) <= {0, 255}
         assert over.shape == src.shape
-    assert cam_dir.is_dir()
 
 
 def test_infer_folder_grey_and_rgba_are_converted(tmp_path, tiny_onnx, kitti_images):
@@ -59,6 +57,11 @@ def test_infer_bad_inputs_exit_nonzero_with_the_fix(tmp_path, tiny_onnx, kitti_i
 
 
 def test_model_info_and_export(tmp_path):
+    # Golden numbers and their sources: 134.27 M is the full FCN-8s's 134,271,430 parameters, derived from the
+    # paper's layer table in test_model.test_full_fcn8s_size_matches_the_paper. 3.38 M and 3.3 GFLOP are
+    # count_parameters/count_flops of FCN-8s over EfficientNet-Lite0 at 256x832 (3,375,030 and 3.268e9):
+    # Lite0's 3,371,008 feature-layer parameters (its published ~4.7 M less the 1,281,000 of its 1000-class
+    # classifier) plus a 4,022-parameter head; docs/model_card.md quotes the same figures.
     res = run_cli("model-info")
     assert res.returncode == 0 and "134.27 M parameters" in res.stdout and "GFLOP" in res.stdout
     res = run_cli("model-info", "--encoder", "efficientnet-lite0", "--size", "256", "832")

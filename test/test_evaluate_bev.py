@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import missing
 from fcn_road_seg import cli
 from fcn_road_seg.errors import DatasetError
 from fcn_road_seg.evaluation.bag import open_bag, typestore, write_dataset_bag
@@ -23,7 +24,7 @@ FRAMES = ("um_000000", "umm_000000", "uu_000001")
 def train_dir(shared_data):
     path = shared_data / "kitti_road_train"
     if not (path / "training" / "calib").is_dir():
-        pytest.skip(f"{path} absent (the shared KITTI road training set with calib/)")
+        missing(f"{path / 'training' / 'calib'} absent (the shared KITTI road training set with calib/)")
     return path
 
 

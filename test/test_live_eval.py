@@ -1,4 +1,5 @@
-"""Live replay with real rclpy processes: bag_player -> road_segmentation node -> road_evaluator.
+"""Live replay over real DDS: bag_player (process) -> road_segmentation node (in the test process, so the test
+can wait until its ~/probability publisher has matched the evaluator) -> road_evaluator (process).
 
 With reliable QoS and a slow replay no frame is dropped, so the live report must equal the offline
 evaluation of the same bag exactly (same model, same quantised probability, same metrics code)."""
@@ -15,15 +16,19 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy is not installed (pip install '.[ros]' or source a ROS 2 install)")
 
-import rclpy  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from fcn_road_seg.evaluation.bag import write_dataset_bag  # noqa: E402
 from fcn_road_seg.evaluation.evaluate import EvalConfig, run_evaluation  # noqa: E402
 from fcn_road_seg.evaluation.groundtruth import FolderSource  # noqa: E402
 from fcn_road_seg.pipeline import RoadSegmenter  # noqa: E402
+from fcn_road_seg.ros.node import RoadSegmentationNode  # noqa: E402
+
+from ros_harness import wait_until  # noqa: E402
 
 IMAGE, GT, PROBABILITY = "/camera/image_raw", "/camera/road_gt", "/road_segmentation/probability"
+WRITE_REPORT = "/road_evaluator/write_report"
 METRICS = ("MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU", "threshold_maxf", "frames", "pixels")
 
 
@@ -45,28 +50,15 @@ def _stop(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, out
 
 
-@pytest.fixture()
-def ros_node():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("live_eval_test", context=context)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    yield node, executor
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.shutdown(context=context)
+def _write_report(client, timeout: float = 20.0) -> Trigger.Response:
+    """Call the evaluator's ~/write_report service (answered only while the evaluator spins)."""
+    assert client.wait_for_service(timeout_sec=timeout), "the evaluator's write_report service did not appear"
+    future = client.call_async(Trigger.Request())
+    wait_until(future.done, timeout, "write_report")
+    return future.result()
 
 
-def _wait(predicate, executor, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        executor.spin_once(timeout_sec=0.1)
-
-
-def test_live_replay_equals_offline_evaluation(tmp_path, shared_data, tiny_onnx, ros_node):
-    node, executor = ros_node
+def test_live_replay_equals_offline_evaluation(tmp_path, shared_data, tiny_onnx, harness):
     bag = tmp_path / "kitti_bag"
     write_dataset_bag(FolderSource(shared_data / "kitti_road" / "training", "kitti"), bag)
     with RoadSegmenter(tiny_onnx, backend="onnxruntime") as segmenter:
@@ -76,17 +68,15 @@ def test_live_replay_equals_offline_evaluation(tmp_path, shared_data, tiny_onnx,
     out = tmp_path / "live"
     evaluator = _ros("evaluator_node", f"out:={out}", f"bag:={bag}", f"model:={tiny_onnx}", f"gt_topic:={GT}",
                      f"probability_topic:={PROBABILITY}")
-    seg = _ros("node", f"model:={tiny_onnx}", "backend:=onnxruntime", f"image_topic:={IMAGE}", "input_qos:=reliable")
-    procs = [evaluator, seg]
+    seg = harness.add(RoadSegmentationNode(context=harness.context, parameter_overrides=[
+        Parameter("model", value=str(tiny_onnx)), Parameter("backend", value="onnxruntime"),
+        Parameter("image_topic", value=IMAGE), Parameter("input_qos", value="reliable")]))
+    procs = [evaluator]
     try:
-        _wait(lambda: node.count_subscribers(IMAGE) >= 1 and node.count_subscribers(GT) >= 1
-              and node.count_subscribers(PROBABILITY) >= 1 and node.count_publishers(PROBABILITY) >= 1,
-              executor, 60, "the node and the evaluator to come up")
-        # The node computes ~/probability only once its own publisher has matched the evaluator (it skips
-        # unwatched outputs); this process seeing both ends does not mean they matched each other. A
-        # clean-clone CI run once paired 1 of 2 frames, most likely a first frame computed before that match:
-        # wait past Fast DDS's first periodic announcement (3 s), so a missed initial one has been repeated.
-        time.sleep(3.5)
+        # The node computes ~/probability only once its own publisher has matched a subscriber (it skips
+        # unwatched outputs); the evaluator is its only one here. The player waits for its own subscribers.
+        wait_until(lambda: seg.probability_pub.get_subscription_count() >= 1, 60,
+                   "the node's ~/probability publisher to match the evaluator")
         # the bag is stamped at 10 Hz; rate 0.2 leaves 0.5 s per frame for the CPU model: nothing is dropped
         player = _ros("bag_player", f"bag:={bag}", f"topics:=[{IMAGE},{GT}]", "rate:=0.2", "wait_for_subscribers:=1")
         procs.append(player)
@@ -94,16 +84,12 @@ def test_live_replay_equals_offline_evaluation(tmp_path, shared_data, tiny_onnx,
         assert code == 0, log
         assert "published 4 messages" in log
 
-        client = node.create_client(Trigger, "/road_evaluator/write_report")
-        _wait(lambda: client.service_is_ready(), executor, 20, "the write_report service")
+        wait_until(lambda: seg.stats()["processed"] >= 2, 20, "the node to segment both frames")
+        client = harness.probe.create_client(Trigger, WRITE_REPORT)
         deadline = time.monotonic() + 20
-        while True:  # the last frame may still be in flight through the node
-            future = client.call_async(Trigger.Request())
-            _wait(future.done, executor, 20, "write_report")
-            if future.result().success and future.result().message.startswith("2 frames"):
-                break
-            assert time.monotonic() < deadline, future.result().message
-            time.sleep(0.5)
+        while not (reply := _write_report(client)).message.startswith("2 frames"):
+            assert time.monotonic() < deadline, reply.message  # the last probability may still be in flight
+            time.sleep(0.1)
         live = json.loads((out / "report.json").read_text())
         assert {k: live["metrics"][k] for k in METRICS} == {k: offline["metrics"][k] for k in METRICS}
         assert live["per_category"] == offline["per_category"]
@@ -117,6 +103,7 @@ def test_live_replay_equals_offline_evaluation(tmp_path, shared_data, tiny_onnx,
         again = json.loads((out / "report.json").read_text())
         assert again["metrics"] == live["metrics"]
     finally:
+        harness.remove(seg)
         for proc in procs:
             _stop(proc)
 
@@ -138,9 +125,11 @@ def test_player_names_missing_topic_and_bad_bag(tmp_path, shared_data):
     assert code == 2 and "bag not found" in log
 
 
-def test_evaluator_without_frames_says_so(tmp_path):
+def test_evaluator_without_frames_says_so(tmp_path, harness):
     evaluator = _ros("evaluator_node", f"out:={tmp_path / 'r'}")
-    time.sleep(3.0)
+    client = harness.probe.create_client(Trigger, WRITE_REPORT)
+    reply = _write_report(client, timeout=60)  # answered: it spins, so Ctrl-C reaches its shutdown path
+    assert not reply.success and "no frame was evaluated" in reply.message
     code, log = _stop(evaluator)
     assert code == 0 and "no report written: no frame was evaluated" in log
     assert not (tmp_path / "r" / "report.json").exists()

@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
 
-from fcn_road_seg.evaluation.metrics import RoadMetrics, quantize_probability
+from fcn_road_seg.contract import ModelContract
+from fcn_road_seg.evaluation.metrics import RoadMetrics, mask_threshold, quantize_probability
+from fcn_road_seg.pipeline import RoadSegmenter
+
+from recording_backend import RecordingBackend
 
 
 def devkit_reference(frames, threshold=0.5):
@@ -98,3 +102,46 @@ def test_errors():
         m.compute()
     with pytest.raises(ValueError, match="threshold"):
         RoadMetrics(threshold=1.5)
+
+
+def _probabilities_around_every_threshold() -> np.ndarray:
+    """float32 probabilities at, and 1-2 float32 steps either side of, every (i - 0.5)/255 and i/255."""
+    points = np.concatenate([(np.arange(256) - 0.5) / 255, np.arange(256) / 255]).astype(np.float32)
+    near = [points]
+    for direction in (0.0, 1.0):
+        step = points
+        for _ in range(2):
+            step = np.nextafter(step, np.float32(direction))
+            near.append(step)
+    return np.unique(np.clip(np.concatenate(near), 0, 1)).astype(np.float32)
+
+
+def test_mask_threshold_gives_the_pipeline_exactly_the_devkit_s_mask():
+    """For every quantised threshold i/255, the pipeline's mask at mask_threshold(i/255) is exactly q >= i (q the
+    devkit's 8-bit probability), also for probabilities on the rounding ties; the devkit's 1.0 becomes < 1."""
+    probs = _probabilities_around_every_threshold()
+    assert probs.size <= 32 * 320
+    net = np.resize(probs, (32, 320))  # frame = network size: no resampling
+    contract = ModelContract(input_height=32, input_width=320)
+    frame = np.full((32, 320, 3), 90, np.uint8)
+    q = quantize_probability(net).astype(int)
+    with RoadSegmenter(backend=RecordingBackend(contract, net)) as seg:
+        for i in range(1, 256):
+            seg.threshold = mask_threshold(i / 255)
+            result = seg.segment(frame)
+            np.testing.assert_array_equal(result.probability, net)
+            np.testing.assert_array_equal(result.mask == 255, q >= i, err_msg=f"threshold {i}/255")
+    assert mask_threshold(1.0) == mask_threshold(255 / 255) < 1 and mask_threshold(0.0) == mask_threshold(1 / 255)
+    assert mask_threshold(0.5) == 0.5  # 127.5/255: the tie rounds to 128, which is even
+
+
+@pytest.mark.parametrize("i", [1, 77, 128, 200, 254])
+def test_devkit_counts_a_probability_of_exactly_i_over_255_at_threshold_i_over_255(i):
+    """A pixel predicts road at threshold i/255 when its probability is i/255 (q >= i), not one step below."""
+    exact, below = np.float32(i / 255), np.nextafter(np.float32((i - 0.5) / 255), np.float32(0))
+    metrics = RoadMetrics(threshold=i / 255)
+    metrics.update(np.array([[exact, below, exact, below]], np.float32), np.array([[1, 1, 0, 0]], bool))
+    tp, fp, fn, tn = metrics.counts()
+    assert (tp[i], fn[i], fp[i], tn[i]) == (1, 1, 1, 1)  # the pixels at i/255 count as road, those below not
+    assert (tp[i + 1], fp[i + 1]) == (0, 0)
+    assert metrics.compute().IoU == pytest.approx(1 / 3)  # at the configured threshold i/255: TP 1, FP 1, FN 1

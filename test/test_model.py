@@ -29,10 +29,18 @@ def test_rejects_sides_not_multiple_of_32():
         FCN(FCNConfig(**SMALL))(torch.randn(1, 3, 100, 96))
 
 
-def test_skip_layers_start_at_zero_so_fcn8s_equals_fcn32s_path():
+def test_skip_layers_start_at_zero_so_fcn8s_equals_its_fcn32s_path():
+    """Freshly built, FCN-8s's pool4/pool3 skips add nothing: its output is the stride-32 score alone, upsampled
+    through its 2x, 2x and 8x layers (score_fr is given weights so that output is not all zero)."""
     torch.manual_seed(1)
     net = FCN(FCNConfig(variant="fcn8s", **SMALL)).eval()
-    assert torch.count_nonzero(net.score_pool4.weight) == 0 and torch.count_nonzero(net.score_pool3.weight) == 0
+    with torch.no_grad():
+        net.score_fr.weight.normal_(0, 0.5)
+        x = torch.randn(2, 3, 128, 192)
+        out = net(x)
+        _, _, top = net.encode(x)
+        coarse = net.upscore(net.upscore_pool4(net.upscore2(net.score_fr(top))))
+    assert out.abs().max() > 1.0 and torch.equal(out, coarse)
 
 
 def test_bilinear_kernel_matches_interpolation_in_the_interior():
@@ -55,13 +63,38 @@ def test_upsampling_layers_are_initialised_bilinear():
     assert torch.equal(net.upscore2.weight, bilinear_kernel(2, 4))
 
 
+# VGG16 (configuration D of Simonyan & Zisserman 2015, Table 1): 3x3 convolutions per stage, (in, out) channels.
+VGG16_STAGES = [[(3, 64), (64, 64)], [(64, 128), (128, 128)], [(128, 256), (256, 256), (256, 256)],
+                [(256, 512), (512, 512), (512, 512)], [(512, 512)] * 3]
+
+
 def test_full_fcn8s_size_matches_the_paper():
+    """Parameters and FLOPs of the full FCN-8s, derived here from the layer table of Long et al. 2015 (VGG16
+    convolutions, fc6 as a 7x7 and fc7 as a 1x1 convolution, 2-class score layers on fc7/pool4/pool3, bias-free
+    2x, 2x, 8x transposed convolutions). 134,271,430 = VGG16's 138,357,544 less its 1000-class fc8
+    (4,097,000), plus 9,734 score and 1,152 upsampling weights: the "134.27 M" that `model-info` prints
+    (test_cli) and README quotes. FLOPs count 2 per multiply-add, as PyTorch's FlopCounterMode (count_flops)."""
+    conv_params = sum(9 * cin * cout + cout for stage in VGG16_STAGES for cin, cout in stage)
+    fc = 512 * 7 * 7 * 4096 + 4096 + 4096 * 4096 + 4096
+    score = (4096 + 1) * 2 + (512 + 1) * 2 + (256 + 1) * 2
+    upsampling = 2 * 2 * (4 * 4 + 4 * 4 + 16 * 16)
     cfg = FCNConfig(variant="fcn8s")
     with torch.device("meta"):
         params = count_parameters(FCN(cfg))
-    assert 133e6 < params < 135.5e6
-    gflop = count_flops(cfg, 384, 1248) / 1e9
-    assert 380 < gflop < 430
+    assert params == conv_params + fc + score + upsampling == 134_271_430
+    assert conv_params + fc + 4096 * 1000 + 1000 == 138_357_544  # VGG16's published parameter count
+
+    def conv_flops(k, cin, cout, h, w):
+        return 2 * k * k * cin * cout * h * w
+
+    h, w = 384, 1248
+    flops = sum(conv_flops(3, cin, cout, h >> s, w >> s) for s, stage in enumerate(VGG16_STAGES)
+                for cin, cout in stage)
+    flops += sum(conv_flops(k, cin, cout, h >> 5, w >> 5) for k, cin, cout in ((7, 512, 4096), (1, 4096, 4096),
+                                                                                  (1, 4096, 2), (4, 2, 2)))
+    flops += conv_flops(1, 512, 2, h >> 4, w >> 4) + conv_flops(4, 2, 2, h >> 4, w >> 4)  # pool4 skip, 2x up
+    flops += conv_flops(1, 256, 2, h >> 3, w >> 3) + conv_flops(16, 2, 2, h >> 3, w >> 3)  # pool3 skip, 8x up
+    assert count_flops(cfg, h, w) == flops  # 405.1 GFLOP (README, docs/performance.md)
 
 
 def _torchvision_like_state(batch_norm: bool) -> dict[str, torch.Tensor]:

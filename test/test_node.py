@@ -26,6 +26,7 @@ from fcn_road_seg.ros.image_msgs import image_to_bgr  # noqa: E402
 
 from ros_frames import ENCODINGS, compressed_msg, image_msg  # noqa: E402
 from ros_harness import RAW_TOPIC, status_values, wait_until  # noqa: E402
+from recording_backend import RecordingBackend, expected_batch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MASK, OVERLAY, PROBABILITY = (f"/{NODE_NAME}/{t}" for t in ("mask", "overlay", "probability"))
@@ -412,3 +413,16 @@ def test_image_folder_publisher_plays_a_folder_once_or_looping(harness, tmp_path
         ImageFolderPublisher(context=harness.context, parameter_overrides=[Parameter("folder", value=str(empty))])
     with pytest.raises(FcnRoadSegError, match="'folder' is empty.*--ros-args -p folder:=DIR"):
         ImageFolderPublisher(context=harness.context)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8"])
+def test_the_backend_gets_the_message_s_frame_in_the_model_s_channel_order(harness, road, kitti_frame, monkeypatch,
+                                                                           encoding):
+    """Through the node's message conversion: the batch its backend receives is the frame resized, in the model's
+    (RGB) order, whichever of rgb8/bgr8 the camera sends (a recording backend in place of the node's)."""
+    contract = road.segmenter.contract
+    recorder = RecordingBackend(contract)
+    monkeypatch.setattr(road.segmenter, "backend", recorder)
+    roundtrip(harness, image_msg(kitti_frame, encoding))
+    assert contract.channel_order == "RGB" and recorder.batches
+    np.testing.assert_array_equal(recorder.batches[-1], expected_batch(kitti_frame, contract))

@@ -1,6 +1,6 @@
 """The node with the shipped model (models/fcn8s_lite0_kitti_road.onnx) on the real KITTI road frames: the
-mask marks road where the KITTI ground truth has road. Without the shipped model this test errors (by
-design: a package without its model is broken), it does not pass or skip."""
+mask marks road where the KITTI ground truth has road. Without the shipped model it skips saying so, and fails
+in CI (FCN_ROAD_SEG_REQUIRE_DATA=1: a package without its model is broken)."""
 import cv2
 import numpy as np
 import pytest
@@ -11,7 +11,6 @@ from rclpy.parameter import Parameter  # noqa: E402
 
 from fcn_road_seg.evaluation.metrics import RoadMetrics  # noqa: E402
 from fcn_road_seg.ros.node import NODE_NAME, RoadSegmentationNode  # noqa: E402
-from fcn_road_seg.resources import default_model_path  # noqa: E402
 
 from ros_frames import image_msg  # noqa: E402
 from ros_harness import RAW_TOPIC, RosHarness, wait_until  # noqa: E402
@@ -36,8 +35,8 @@ def kitti_ground_truth(shared_data, image_path):
     return road, valid
 
 
-def test_shipped_model_marks_kitti_road(shared_data, kitti_images):
-    model = default_model_path()  # raises ModelError naming the fix when the shipped model is missing
+def test_shipped_model_marks_kitti_road(shared_data, kitti_images, shipped_model):
+    model = shipped_model
     harness = RosHarness()
     node = harness.add(RoadSegmentationNode(context=harness.context,
                                             parameter_overrides=[Parameter("image_topic", value=RAW_TOPIC)]))

@@ -1,10 +1,15 @@
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
 from fcn_road_seg.backends import open_backend
+from fcn_road_seg.contract import ModelContract
 from fcn_road_seg.errors import BackendUnavailableError, ContractError, InputImageError, ModelError
 from fcn_road_seg.pipeline import RoadSegmenter, overlay
+
+from recording_backend import RecordingBackend
 
 
 def test_mask_at_frame_size_with_binary_values(segmenter, kitti_images, camvid_images):
@@ -102,3 +107,17 @@ def test_onnxruntime_threads_do_not_spin_unless_asked(tiny_onnx):
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected
         assert options.intra_op_num_threads == 1
         backend.close()
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.625, 0.3125])
+def test_a_probability_exactly_at_the_threshold_is_road_and_just_below_is_not(threshold):
+    """The mask is probability >= threshold: a backend answering exactly the threshold (float32-representable)
+    marks every pixel road; the next float32 below marks none."""
+    assert float(np.float32(threshold)) == threshold
+    frame = cv2.imread(str(Path(__file__).resolve().parent.parent / "samples" / "kitti_um_000000.jpg"))
+    contract = ModelContract(input_height=96, input_width=320)
+    for probability, road in ((threshold, True), (np.nextafter(np.float32(threshold), np.float32(0)), False)):
+        with RoadSegmenter(backend=RecordingBackend(contract, probability), threshold=threshold) as seg:
+            result = seg.segment(frame)
+        assert (result.probability == np.float32(probability)).all()  # the resize back keeps the constant
+        assert (result.mask == (255 if road else 0)).all(), (probability, threshold)
