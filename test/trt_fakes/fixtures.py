@@ -1,0 +1,14 @@
+"""pytest fixtures over the fakes; test modules import them (``from trt_fakes.fixtures import fakes``)."""
+from __future__ import annotations
+
+import pytest
+
+from . import RELEASES, install
+
+
+@pytest.fixture(params=RELEASES, ids=[f"trt{r}" for r in RELEASES])
+def fakes(request, monkeypatch):
+    """The fakes of one TensorRT release on a fake Orin-class GPU; the test fails on a broken lifetime rule."""
+    installed = install(monkeypatch, request.param)
+    yield installed
+    assert not installed.gpu.violations, installed.gpu.violations
