@@ -36,7 +36,7 @@ def _spec(module: ModuleType, package: bool = False) -> ModuleType:
 
 def install(monkeypatch, release: str, **gpu) -> Fakes:
     """Fake ``tensorrt`` ``release`` and ``pycuda`` over one FakeGpu(**gpu), for the calling test only."""
-    from fcn_road_seg.trt import cuda_io, engine
+    from fcn_road_seg.trt import callbacks, cuda_io
 
     device = FakeGpu(**gpu)
     trt = _spec(tensorrt_fake.build(release, device))
@@ -44,6 +44,6 @@ def install(monkeypatch, release: str, **gpu) -> Fakes:
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "pycuda", _spec(package, package=True))
     monkeypatch.setitem(sys.modules, "pycuda.driver", _spec(driver))
-    monkeypatch.setattr(engine, "_LOGGER", None)  # one logger per tensorrt module, as in a real process
+    monkeypatch.setattr(callbacks, "_LOGGER", None)  # one logger per tensorrt module, as in a real process
     monkeypatch.setattr(cuda_io, "_PRIMARY", {})  # primary contexts belong to this fake GPU
     return Fakes(release, device, trt, driver)
