@@ -16,6 +16,7 @@ class FakeGpu:
     fast_int8: bool = True
     memory: dict[int, bytearray] = field(default_factory=dict)
     streams: dict[int, object] = field(default_factory=dict)
+    build_error: str | None = None  # the builder logs it and returns None (e.g. out of memory)
     faults: dict[str, tuple] = field(default_factory=dict)  # pycuda call -> (error class, message), once
     violations: list[str] = field(default_factory=list)  # lifetime rules of the C++ API broken
     builds: list[dict] = field(default_factory=list)  # the plan header of every build

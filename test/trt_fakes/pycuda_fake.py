@@ -45,7 +45,12 @@ SIGNATURES = {
 
 def _check(name: str, args, kwargs) -> None:
     names, defaults = SIGNATURES[name]
-    check_call(f"pycuda._driver.{name}", [names], defaults, args, kwargs, error=ArgumentError)
+    try:
+        check_call(name, [names], defaults, args, kwargs, error=ArgumentError)
+    except ArgumentError:
+        given = ", ".join([type(a).__name__ for a in args] + [f"{k}={type(v).__name__}" for k, v in kwargs.items()])
+        raise ArgumentError(f"Python argument types in\n    pycuda._driver.{name}({given})\ndid not match C++ "
+                            f"signature:\n    {name}({', '.join(names) or '...'})") from None
 
 
 def build(gpu: FakeGpu):
@@ -87,7 +92,8 @@ def build(gpu: FakeGpu):
     class Device:
         def __init__(self, *args, **kwargs):
             if kwargs or len(args) != 1:
-                raise ArgumentError("Python argument types in\n    Device.__init__(...)\ndid not match C++ signature")
+                raise ArgumentError("Python argument types in\n    Device.__init__(...)\ndid not match C++ signature:\n"
+                                    "    __init__(int)")
             if not state["initialised"]:
                 raise LogicError("cuDeviceGet failed: initialization error")
             if not 0 <= args[0] < gpu.count:

@@ -64,7 +64,9 @@ def check_call(qualname: str, overloads: list[list[str]], defaults: set[str], ar
         if not missing:
             return
     signatures = "\n".join(f"    {i + 1}. ({', '.join(['self'] + n)})" for i, n in enumerate(overloads))
-    raise error(f"{qualname}(): incompatible function arguments. The following argument types are supported:\n"
+    name = qualname.rsplit(".", 1)[-1]
+    kind = "constructor" if name == "__init__" else "function"
+    raise error(f"{name}(): incompatible {kind} arguments. The following argument types are supported:\n"
                 f"{signatures}\n\nInvoked with: {_describe(args, kwargs)}")
 
 

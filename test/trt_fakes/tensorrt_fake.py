@@ -307,6 +307,8 @@ def build(release: str, gpu: FakeGpu) -> types.ModuleType:
 
     def _build(builder, network, config):
         parsed = network._f_parsed
+        if gpu.build_error:
+            return _fail(builder, gpu.build_error)
         if network._f_builder is not builder or parsed is None:
             return _fail(builder, "Network has no layers or comes from another builder")
         parser = network._f_parser() if network._f_parser is not None else None
