@@ -18,6 +18,7 @@ trailing names of an overload may be left out.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -37,6 +38,7 @@ DEFAULTS = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def load_surface(release: str) -> dict:
     path = SHARED_API / f"tensorrt-{release}.json"
     return json.loads(path.read_text())
