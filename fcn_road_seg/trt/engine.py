@@ -22,9 +22,11 @@ migration/tensorrt-10x-to-11x-python-api-reference.html):
 - ``BuilderFlag.TF32`` exists in all three; ``--fp32`` clears it, so FP32 really is FP32.
 - ``IProgressMonitor`` / ``config.progress_monitor`` exist in the 9.x, 10.x and 11.x bindings, not in 8.6;
   8.6 gets a log line per phase.
-- Timing cache: ``config.create_timing_cache(bytes)``, ``config.set_timing_cache(cache, ignore_mismatch)``,
-  ``config.get_timing_cache()`` and ``ITimingCache.serialize()`` in all three. A cache that cannot be read
-  is rebuilt from empty; nothing is serialised when no cache is attached.
+- Timing cache: ``config.create_timing_cache(bytes)``, ``config.set_timing_cache(cache, ignore_mismatch)``
+  and ``ITimingCache.serialize()`` in all three. Attached with ``ignore_mismatch=False``: a cache made on
+  another GPU or TensorRT version, or one that cannot be read, is replaced by an empty one. The cache object is
+  kept until parser, network and builder are released (NvInfer.h 10.16/11.x: it must outlive every builder
+  that used it); nothing is serialised when no cache is attached.
 
 Every TensorRT or pycuda failure becomes a ``TensorRTError`` (or ``BackendUnavailableError`` where
 TensorRT/pycuda/CUDA is missing) whose message says what to do. TensorRT and pycuda are imported on use.

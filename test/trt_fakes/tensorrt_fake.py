@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 import threading
 import types
 import weakref
@@ -374,7 +375,7 @@ def build(release: str, gpu: FakeGpu) -> types.ModuleType:
         calibrator = config._f_values.get("int8_calibrator")
         if calibrator is None or config._f_calibration_profile is None:
             return None
-        cache = calibrator.read_calibration_cache()
+        cache = _callback(calibrator, "read_calibration_cache")
         gpu.calibration.append("read_calibration_cache")
         if cache:
             return {"source": "cache", "cache": bytes(cache).decode(errors="replace")}
@@ -383,22 +384,26 @@ def build(release: str, gpu: FakeGpu) -> types.ModuleType:
         nbytes = int(np.prod(in_shape)) * batch_size
         frames, sums = 0, 0
         while True:
-            try:
-                pointers = calibrator.get_batch([in_name])
-            except Exception as err:  # noqa: BLE001 - the trampoline logs it and reports "no more batches"
-                log(builder._f_logger, "ERROR", f"Exception caught in get_batch(): {err}")
-                pointers = None
+            pointers = _callback(calibrator, "get_batch", [in_name])  # an exception means "no more batches"
             gpu.calibration.append("get_batch")
-            if pointers is None:
+            if not pointers:
                 break
             sums += int(np.frombuffer(bytes(gpu.buffer(pointers[0], nbytes)[:nbytes]), np.uint8).sum())
             frames += 1
         if not frames:
             return None
         table = f"TRT-{version.replace('.', '')}-EntropyCalibration2\n{in_name}: {sums / frames / nbytes:.6f}\n"
-        calibrator.write_calibration_cache(table.encode())
+        _callback(calibrator, "write_calibration_cache", memoryview(table.encode()))
         gpu.calibration.append("write_calibration_cache")
         return {"source": "frames", "frames": frames}
+
+    def _callback(calibrator, name: str, *args):
+        """pyInt8.cpp's trampoline: an exception is printed to stderr and the call returns nothing."""
+        try:
+            return getattr(calibrator, name)(*args)
+        except Exception as err:  # noqa: BLE001 - as the binding does
+            print(f"[ERROR] Exception caught in {name}(): {err}", file=sys.stderr)
+            return None
 
     class RuntimeHooks:
         def init(self, logger):
