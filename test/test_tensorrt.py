@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from fcn_road_seg.contract import ModelContract
-from fcn_road_seg.trt.engine import BuildOptions, calibration_batches, calibration_images
+from fcn_road_seg.trt.calibration import calibration_batches, calibration_images
+from fcn_road_seg.trt.engine import BuildOptions
 from fcn_road_seg.errors import BackendUnavailableError, DatasetError, EngineMismatchError, ModelError
 from fcn_road_seg.trt.plan import (
     EngineSidecar,

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import ModelContract
-from ..trt.engine import BuildOptions, cached_engine, import_tensorrt, trt_logger
+from ..trt.callbacks import trt_logger
+from ..trt.engine import BuildOptions, cached_engine, import_tensorrt
 from ..errors import FcnRoadSegError, ModelError, TensorRTError
 from ..trt.plan import check_compatible, read_sidecar
 from ..trt.cuda_io import CudaDevice, StreamIO, TensorSpec, import_pycuda
@@ -70,6 +71,8 @@ class TensorRTBackend:
 
     def _load(self, trt) -> None:
         self._runtime = trt.Runtime(trt_logger(trt))
+        if self.sidecar.dla_core is not None:
+            self._use_dla_core(self.sidecar.dla_core)
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
             raise TensorRTError(f"TensorRT could not deserialise {self.path} (see the TensorRT log above); "
@@ -99,6 +102,17 @@ class TensorRTBackend:
         self._io = StreamIO(specs)
         for spec in specs:  # buffers never move, so addresses are set once
             self._context.set_tensor_address(spec.name, self._io.address(spec.name))
+
+    def _use_dla_core(self, core: int) -> None:
+        """A DLA plan runs on the core the runtime names (set before deserialising), which must exist here."""
+        cores = self._runtime.num_DLA_cores
+        if not 0 <= core < cores:
+            fix = (f"rebuild it on this device with --dla 0..{cores - 1}, or without --dla" if cores else
+                   "rebuild it without --dla (or pass the .onnx, so a GPU engine is built and cached)")
+            raise TensorRTError(f"{self.path} was built for DLA core {core} but this device has {cores} DLA core(s) "
+                                "(AGX Orin and Orin NX 16GB: 2, Orin NX 8GB: 1, Orin Nano and desktop GPUs: 0); "
+                                f"{fix}")
+        self._runtime.DLA_core = core
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         c = self.contract

@@ -86,7 +86,11 @@ class CudaDevice:
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         """Make the primary context current on the calling thread for the block."""
-        self._context.push()
+        try:
+            self._context.push()
+        except self._cuda.Error as err:
+            raise TensorRTError(f"cannot make CUDA device {self.index} current ({type(err).__name__}: {err}); "
+                                "check nvidia-smi (tegrastats on Jetson) and restart") from err
         try:
             yield
         finally:
@@ -131,24 +135,35 @@ class StreamIO:
         """Copy ``inputs`` in, ``execute(stream_handle)``, copy outputs out; returns (outputs, stage ms)."""
         cuda = self._cuda
         start, copied_in, executed, copied_out = self._events
+        stage = "copy in (memcpy_htod_async)"
         with self._lock:
-            for name, value in inputs.items():
-                np.copyto(self.host[name], value)
-            start.record(self.stream)
-            for name, spec in self.specs.items():
-                if spec.is_input:
-                    cuda.memcpy_htod_async(self.device[name], self.host[name], self.stream)
-            copied_in.record(self.stream)
-            if not execute(self.stream.handle):
+            try:
+                for name, value in inputs.items():
+                    np.copyto(self.host[name], value)
+                start.record(self.stream)
+                for name, spec in self.specs.items():
+                    if spec.is_input:
+                        cuda.memcpy_htod_async(self.device[name], self.host[name], self.stream)
+                copied_in.record(self.stream)
+                stage = "inference (execute_async_v3)"
+                if not execute(self.stream.handle):
+                    self.stream.synchronize()
+                    raise TensorRTError("TensorRT could not enqueue the inference (see the TensorRT log above); "
+                                        "restart the node, and rebuild the engine if it persists")
+                executed.record(self.stream)
+                stage = "copy out (memcpy_dtoh_async)"
+                for name, spec in self.specs.items():
+                    if not spec.is_input:
+                        cuda.memcpy_dtoh_async(self.host[name], self.device[name], self.stream)
+                copied_out.record(self.stream)
+                stage = "stream synchronize (the frame's copies and inference)"
                 self.stream.synchronize()
-                raise TensorRTError("TensorRT could not enqueue the inference (see the TensorRT log above); "
-                                    "restart the node, and rebuild the engine if it persists")
-            executed.record(self.stream)
-            for name, spec in self.specs.items():
-                if not spec.is_input:
-                    cuda.memcpy_dtoh_async(self.host[name], self.device[name], self.stream)
-            copied_out.record(self.stream)
-            self.stream.synchronize()
+            except cuda.Error as err:  # launch failure, out of memory, illegal address: raised or on synchronize
+                raise TensorRTError(
+                    f"CUDA failed during {stage} ({type(err).__name__}: {err}); this frame has no result. If it "
+                    "repeats, restart the node (a launch failure leaves the CUDA context unusable), check GPU "
+                    "memory with nvidia-smi (tegrastats on Jetson), and rebuild the engine"
+                ) from err
             outputs = {n: self.host[n].copy() for n, s in self.specs.items() if not s.is_input}
             # Inside the lock: another thread's run would re-record these events. ``end.time_since(start)``
             # needs both events reached, which the synchronize above ensures (pycuda docs, Event.time_since).

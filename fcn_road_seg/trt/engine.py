@@ -22,9 +22,11 @@ migration/tensorrt-10x-to-11x-python-api-reference.html):
 - ``BuilderFlag.TF32`` exists in all three; ``--fp32`` clears it, so FP32 really is FP32.
 - ``IProgressMonitor`` / ``config.progress_monitor`` exist in the 9.x, 10.x and 11.x bindings, not in 8.6;
   8.6 gets a log line per phase.
-- Timing cache: ``config.create_timing_cache(bytes)``, ``config.set_timing_cache(cache, ignore_mismatch)``,
-  ``config.get_timing_cache()`` and ``ITimingCache.serialize()`` in all three. A cache that cannot be read
-  is rebuilt from empty; nothing is serialised when no cache is attached.
+- Timing cache: ``config.create_timing_cache(bytes)``, ``config.set_timing_cache(cache, ignore_mismatch)``
+  and ``ITimingCache.serialize()`` in all three. Attached with ``ignore_mismatch=False``: a cache made on
+  another GPU or TensorRT version, or one that cannot be read, is replaced by an empty one. The cache object is
+  kept until parser, network and builder are released (NvInfer.h 10.16/11.x: it must outlive every builder
+  that used it); nothing is serialised when no cache is attached.
 
 Every TensorRT or pycuda failure becomes a ``TensorRTError`` (or ``BackendUnavailableError`` where
 TensorRT/pycuda/CUDA is missing) whose message says what to do. TensorRT and pycuda are imported on use.
@@ -37,15 +39,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from ..contract import ModelContract, read_onnx_contract
-from ..errors import BackendUnavailableError, DatasetError, FcnRoadSegError, InputImageError, ModelError, TensorRTError
+from ..errors import BackendUnavailableError, FcnRoadSegError, InputImageError, ModelError, TensorRTError
+from .calibration import calibration_cache_key, calibration_images, entropy_calibrator
+from .callbacks import progress_monitor, trt_logger
 from .plan import (
     PRECISIONS,
     EngineSidecar,
     GpuInfo,
     atomic_write_bytes,
+    cache_folder_error,
     cached_plan_path,
     exclusive_lock,
     file_sha256,
@@ -60,7 +63,6 @@ __all__ = [
     "DEFAULT_WORKSPACE_MIB",
     "INSTALL_HINT",
     "import_tensorrt",
-    "calibration_batches",
     "build_engine",
     "cached_engine",
 ]
@@ -125,137 +127,6 @@ class BuildOptions:
             raise ValueError("--dla needs a core index >= 0 and FP16 or INT8 (DLA has no FP32 mode)")
 
 
-def calibration_images(image_dir: str | Path, max_images: int = 500) -> list[Path]:
-    """The calibration frames, checked before any build starts (DatasetError naming the fix)."""
-    from ..images import list_images
-
-    image_dir = Path(image_dir)
-    if not image_dir.is_dir():
-        raise DatasetError(f"calibration folder not found: {image_dir}; pass --calib with a folder of frames")
-    try:
-        return list_images([image_dir])[:max_images]
-    except InputImageError as err:
-        raise DatasetError(f"{err}; INT8 calibration needs a few hundred frames like the camera's") from err
-
-
-def calibration_batches(images: list[Path], contract: ModelContract):
-    """Yield (name, uint8 (1, H, W, 3) batch) for the calibration images (``calibration_images``),
-    preprocessed exactly like RoadSegmenter."""
-    from ..preprocess import preprocess_files
-
-    for path, batch in preprocess_files(images, contract):
-        yield path.name, batch
-
-
-def _log_bridge(trt):
-    """A TensorRT ILogger that forwards to Python logging (``fcn_road_seg.tensorrt``)."""
-    trt_log = logging.getLogger("fcn_road_seg.tensorrt")
-    levels = {
-        trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL,
-        trt.ILogger.Severity.ERROR: logging.ERROR,
-        trt.ILogger.Severity.WARNING: logging.WARNING,
-        trt.ILogger.Severity.INFO: logging.INFO,
-        trt.ILogger.Severity.VERBOSE: logging.DEBUG,
-    }
-
-    class LogBridge(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-
-        def log(self, severity, msg) -> None:
-            trt_log.log(levels.get(severity, logging.INFO), "%s", msg)
-
-    return LogBridge()
-
-
-_LOGGER = None
-
-
-def trt_logger(trt):
-    """One logger per process, shared by builder and runtime (TensorRT expects a single logger)."""
-    global _LOGGER
-    if _LOGGER is None:
-        _LOGGER = _log_bridge(trt)
-    return _LOGGER
-
-
-def _progress_monitor(trt):
-    """tqdm bars per build phase (TensorRT >= 10), or None where IProgressMonitor does not exist."""
-    if not hasattr(trt, "IProgressMonitor"):
-        return None
-    import threading
-
-    from tqdm import tqdm
-
-    class Progress(trt.IProgressMonitor):
-        def __init__(self) -> None:
-            trt.IProgressMonitor.__init__(self)
-            self._bars: dict[str, tqdm] = {}
-            self._lock = threading.Lock()  # TensorRT calls in from several threads
-
-        def phase_start(self, phase_name, parent_phase, num_steps) -> None:
-            with self._lock:
-                depth = 0 if parent_phase is None else 1
-                self._bars[phase_name] = tqdm(total=num_steps, desc=phase_name, leave=depth == 0, position=depth,
-                                              disable=None)
-
-        def step_complete(self, phase_name, step) -> bool:
-            with self._lock:
-                bar = self._bars.get(phase_name)
-                if bar is not None:
-                    bar.update(step + 1 - bar.n)
-            return True  # False would cancel the build
-
-        def phase_finish(self, phase_name) -> None:
-            with self._lock:
-                bar = self._bars.pop(phase_name, None)
-                if bar is not None:
-                    bar.close()
-
-    return Progress()
-
-
-def _entropy_calibrator(trt, batches, input_nbytes: int, cache_path: Path):
-    """An IInt8EntropyCalibrator2 that copies preprocessed uint8 frames to one device buffer via pycuda."""
-    import pycuda.driver as cuda
-
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self._batches = iter(batches)
-            self._device = cuda.mem_alloc(input_nbytes)
-            self._count = 0
-
-        def get_batch_size(self) -> int:
-            return 1
-
-        def get_batch(self, names):
-            try:
-                name, batch = next(self._batches)
-            except StopIteration:
-                log.info("INT8 calibration used %d frames", self._count)
-                return None
-            cuda.memcpy_htod(self._device, np.ascontiguousarray(batch))
-            self._count += 1
-            log.debug("calibration frame %d: %s", self._count, name)
-            return [int(self._device)]
-
-        def read_calibration_cache(self):
-            if cache_path.is_file():
-                log.info("using INT8 calibration cache %s", cache_path)
-                return cache_path.read_bytes()
-            return None
-
-        def write_calibration_cache(self, cache) -> None:
-            atomic_write_bytes(cache_path, bytes(cache))
-            log.info("wrote INT8 calibration cache %s", cache_path)
-
-        def free(self) -> None:
-            self._device.free()
-
-    return EntropyCalibrator()
-
-
 def current_gpu(device_index: int = 0) -> GpuInfo:
     """Name and compute capability of CUDA device ``device_index`` (via pycuda)."""
     from .cuda_io import CudaDevice
@@ -280,11 +151,13 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, options: BuildOpt
             "(contract version 2 casts first; `fcn-road-seg check-trt` shows the rule)"
         )
     calib = calibration_images(options.calib_dir, options.calib_max_images) if options.precision == "int8" else []
+    onnx_sha256 = file_sha256(onnx_path)
     logger = trt_logger(trt)
     device = CudaDevice(options.device_index)
+    job = _BuildJob(onnx_path, plan_path, contract, options, device.info, calib, onnx_sha256)
     try:
         with device.active():
-            plan = _build(trt, logger, onnx_path, plan_path, contract, options, device.info, calib)
+            plan = _build(trt, logger, job)
     except FcnRoadSegError:
         raise
     except Exception as err:  # TensorRT raises RuntimeError/TypeError, pycuda its driver errors
@@ -296,14 +169,17 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, options: BuildOpt
         contract=contract,
         tensorrt_version=trt.__version__,
         gpu=device.info,
-        onnx_sha256=file_sha256(onnx_path),
+        onnx_sha256=onnx_sha256,
         precision=options.precision,
         build_date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         workspace_mib=options.workspace_mib,
         dla_core=options.dla_core,
     )
-    write_sidecar(plan_path, sidecar)  # sidecar first: whoever sees the plan also finds its sidecar
-    atomic_write_bytes(plan_path, plan)
+    try:
+        write_sidecar(plan_path, sidecar)  # sidecar first: whoever sees the plan also finds its sidecar
+        atomic_write_bytes(plan_path, plan)
+    except OSError as err:
+        raise cache_folder_error(plan_path.parent, err, "write the engine to") from err
     log.info("wrote %s (%.1f MB) and %s", plan_path, len(plan) / 1e6, sidecar_path(plan_path).name)
     return plan_path
 
@@ -347,9 +223,22 @@ def _parse(trt, builder, logger, onnx_path: Path):
     return network, parser  # the parser owns weights the network refers to: keep it alive until the build
 
 
-def _set_precision(trt, builder, config, options: BuildOptions, gpu: GpuInfo, profile, calib: list[Path],
-                   contract: ModelContract, plan_path: Path):
+@dataclass(frozen=True)
+class _BuildJob:
+    """What one build reads: the model, where the plan goes, the options and the GPU."""
+
+    onnx_path: Path
+    plan_path: Path
+    contract: ModelContract
+    options: BuildOptions
+    gpu: GpuInfo
+    calib: list[Path]
+    onnx_sha256: str
+
+
+def _set_precision(trt, builder, config, job: _BuildJob, profile):
     """Weakly typed builds (< 11) set FP16/INT8 flags; returns the INT8 calibrator to free, if any."""
+    options, gpu = job.options, job.gpu
     if options.precision == "fp32":
         config.clear_flag(trt.BuilderFlag.TF32)  # FP32 means FP32, not TF32 tensor-core math
         return None
@@ -364,65 +253,81 @@ def _set_precision(trt, builder, config, options: BuildOptions, gpu: GpuInfo, pr
         raise TensorRTError(f"{gpu.name} has no fast INT8; build with FP16 (the default)")
     config.set_flag(trt.BuilderFlag.INT8)
     config.set_calibration_profile(profile)
-    batches = calibration_batches(calib, contract)
-    cache = options.calib_cache or plan_path.with_name(plan_path.name + ".calib")
-    calibrator = _entropy_calibrator(trt, batches, int(np.prod(contract.input_shape)), cache)
+    cache = options.calib_cache or job.plan_path.with_name(job.plan_path.name + ".calib")
+    calibrator = entropy_calibrator(trt, job.calib, job.contract, cache,
+                                    calibration_cache_key(job.onnx_sha256, job.contract))
     config.int8_calibrator = calibrator
     return calibrator
 
 
 def _attach_timing_cache(config, path: Path):
-    """Load the timing cache at ``path`` (a stale or corrupt one is replaced by an empty cache)."""
-    blob = path.read_bytes() if path.is_file() else b""
+    """Attach the timing cache at ``path``, or a new one when it is missing, unreadable, or was made on another
+    GPU or TensorRT version (TensorRT checks the device properties it records; a mismatch is never ignored).
+    Returns the ITimingCache, which the caller keeps until the builder is gone, or None."""
     try:
-        cache = config.create_timing_cache(blob)
-    except Exception as err:  # TensorRT raises its own error types for a corrupt blob
-        log.warning("timing cache %s is unreadable (%s); starting a new one", path, err)
-        cache, blob = None, b""
-    if cache is None and blob:
-        log.warning("timing cache %s is stale; starting a new one", path)
+        blob = path.read_bytes() if path.is_file() else b""
+    except OSError as err:
+        log.warning("timing cache %s cannot be read (%s); starting a new one", path, err)
         blob = b""
-    if cache is None:
-        cache = config.create_timing_cache(b"")
-    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=True):
+    if blob:
+        try:
+            cache = config.create_timing_cache(blob)
+        except Exception as err:  # noqa: BLE001 - TensorRT raises its own error types for a corrupt blob
+            log.warning("timing cache %s is unreadable (%s); starting a new one", path, err)
+            cache = None
+        if cache is None:
+            log.warning("timing cache %s is stale or corrupt; starting a new one", path)
+        elif config.set_timing_cache(cache, ignore_mismatch=False):
+            log.info("timing cache %s (reused)", path)
+            return cache
+        else:
+            log.warning("timing cache %s was made on another GPU or TensorRT version; starting a new one", path)
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
         log.warning("timing cache %s could not be attached; building without it", path)
         return None
-    log.info("timing cache %s (%s)", path, "reused" if blob else "new")
+    log.info("timing cache %s (new)", path)
     return cache
 
 
-def _save_timing_cache(config, path: Path) -> None:
-    cache = config.get_timing_cache()
+def _save_timing_cache(cache, path: Path) -> None:
     if cache is None:
         return
     try:
         atomic_write_bytes(path, bytes(cache.serialize()))
     except OSError as err:
-        log.warning("could not save the timing cache %s (%s); the next build re-times its layers", path, err)
+        log.warning("could not save the timing cache %s (%s); the next build re-times its layers (make %s "
+                    "writable, or set FCN_ROAD_SEG_CACHE)", path, err, path.parent)
 
 
-def _build(trt, logger, onnx_path: Path, plan_path: Path, contract: ModelContract, options: BuildOptions,
-           gpu: GpuInfo, calib: list[Path]) -> bytes:
+def _build(trt, logger, job: _BuildJob) -> bytes:
     import tempfile
 
     t0 = time.perf_counter()
+    timing_path = job.options.timing_cache or timing_cache_path(job.gpu, trt.__version__)
     with tempfile.TemporaryDirectory(prefix="fcn_road_seg_trt_") as tmp:
-        source = onnx_path
-        if trt_major(trt) >= 11 and options.precision == "fp16":
-            source = _fp16_onnx_for_strong_typing(onnx_path, Path(tmp))
+        source = job.onnx_path
+        if trt_major(trt) >= 11 and job.options.precision == "fp16":
+            source = _fp16_onnx_for_strong_typing(job.onnx_path, Path(tmp))
         builder = trt.Builder(logger)
-        log.info("parsing %s with TensorRT %s on %s (%s)", source, trt.__version__, gpu.name, gpu.sm)
-        network, parser = _parse(trt, builder, logger, source)
-        t = _phase("parse", t0)
-        _check_network(trt, network, contract, onnx_path)
+        network = parser = timing = None
         try:
-            return _configure_and_build(trt, builder, network, onnx_path, plan_path, contract, options, gpu, calib, t)
+            log.info("parsing %s with TensorRT %s on %s (%s)", source, trt.__version__, job.gpu.name, job.gpu.sm)
+            network, parser = _parse(trt, builder, logger, source)
+            t = _phase("parse", t0)
+            _check_network(trt, network, job.contract, job.onnx_path)
+            plan, timing = _configure_and_build(trt, builder, network, job, timing_path, t)
         finally:
-            del parser
+            # The parser owns weights the network refers to; the timing cache must outlive every builder that
+            # used it (NvInfer.h, TensorRT 10.16 and 11.x): release parser, network and builder first.
+            del parser, network, builder
+        _save_timing_cache(timing, timing_path)
+        return plan
 
 
-def _configure_and_build(trt, builder, network, onnx_path: Path, plan_path: Path, contract: ModelContract,
-                         options: BuildOptions, gpu: GpuInfo, calib: list[Path], t: float) -> bytes:
+def _configure_and_build(trt, builder, network, job: _BuildJob, timing_path: Path, t: float):
+    """Returns (plan bytes, the attached ITimingCache or None)."""
+    options = job.options
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     if options.dla_core is not None:
@@ -436,15 +341,14 @@ def _configure_and_build(trt, builder, network, onnx_path: Path, plan_path: Path
         config.DLA_core = options.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU
 
-    shape = tuple(contract.input_shape)
+    shape = tuple(job.contract.input_shape)
     profile = builder.create_optimization_profile()
-    profile.set_shape(contract.input_name, shape, shape, shape)  # static: min = opt = max
+    profile.set_shape(job.contract.input_name, shape, shape, shape)  # static: min = opt = max
     config.add_optimization_profile(profile)
-    calibrator = _set_precision(trt, builder, config, options, gpu, profile, calib, contract, plan_path)
+    calibrator = _set_precision(trt, builder, config, job, profile)
 
-    timing_path = options.timing_cache or timing_cache_path(gpu, trt.__version__)
-    _attach_timing_cache(config, timing_path)
-    monitor = _progress_monitor(trt)
+    timing = _attach_timing_cache(config, timing_path)
+    monitor = progress_monitor(trt)
     if monitor is not None:
         config.progress_monitor = monitor
     else:
@@ -456,15 +360,16 @@ def _configure_and_build(trt, builder, network, onnx_path: Path, plan_path: Path
     finally:
         if calibrator is not None:
             calibrator.free()
+    if calibrator is not None:
+        calibrator.raise_failure()
     if serialized is None:
         raise TensorRTError(
-            f"TensorRT could not build an engine from {onnx_path} (see the TensorRT errors above); if it ran out "
-            f"of memory, close other GPU programs or lower --workspace (now {options.workspace_mib} MiB), or "
+            f"TensorRT could not build an engine from {job.onnx_path} (see the TensorRT errors above); if it ran "
+            f"out of memory, close other GPU programs or lower --workspace (now {options.workspace_mib} MiB), or "
             "build on a larger device of the same model and TensorRT version"
         )
     _phase("build", t)
-    _save_timing_cache(config, timing_path)
-    return bytes(serialized)
+    return bytes(serialized), timing
 
 
 def _check_network(trt, network, contract: ModelContract, onnx_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 Used by ``check-trt`` (FP16 fidelity without a GPU) and by the TensorRT 11 build: TensorRT 11 networks are
 strongly typed (no ``BuilderFlag.FP16``), so an FP16 engine is built from an FP16 ONNX. The copy keeps
-the uint8 input, its Cast to float32 and the probability head (the last Gather/Sub/Sigmoid or Softmax) in
-float32, with Casts to and from float16 around the float16 body (onnxconverter-common).
+the uint8 input, its Cast to float32 and the probability head in float32 (everything after the last
+convolution: Gather/Sub, the calibration's Mul/Sub by constants, Sigmoid or Softmax), with Casts to and
+from float16 around the float16 body (onnxconverter-common).
 
 Imports only the core leaves (contract, images, preprocess), so the build side can use it.
 """
@@ -24,6 +25,8 @@ __all__ = ["HEAD_OPS", "convert_to_fp16", "MaskAgreement", "mask_agreement"]
 # Ops between the last convolution and the probability output: cheap, and kept in float32 so the
 # probability is computed from float32 logits (the sigmoid's difference of two large logits loses most in FP16).
 HEAD_OPS = frozenset({"Sigmoid", "Softmax", "LogSoftmax", "Sub", "Gather", "Slice", "Squeeze", "Reshape"})
+# The calibration's affine ops (x 1/T, - b): part of the head when one operand is a constant.
+AFFINE_OPS = frozenset({"Mul", "Div", "Add"})
 
 
 def _float32_nodes(model) -> list[str]:
@@ -37,10 +40,17 @@ def _float32_nodes(model) -> list[str]:
             if node.op_type != "Cast":
                 uint8.add(node.output[0])
     producer = {out: node for node in graph.node for out in node.output}
+    constants = {i.name for i in graph.initializer} | {n.output[0] for n in graph.node if n.op_type == "Constant"}
+
+    def in_head(node) -> bool:
+        if node.op_type in AFFINE_OPS:
+            return any(name in constants for name in node.input)
+        return node.op_type in HEAD_OPS
+
     todo = [o.name for o in graph.output]
     while todo:
         node = producer.get(todo.pop())
-        if node is not None and node.op_type in HEAD_OPS and node.name not in keep:
+        if node is not None and in_head(node) and node.name not in keep:
             keep.append(node.name)
             todo.extend(node.input)
     return keep

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..contract import ModelContract
-from ..errors import EngineMismatchError, ModelError
+from ..errors import EngineMismatchError, ModelError, TensorRTError
 
 __all__ = [
     "PRECISIONS",
@@ -35,6 +35,7 @@ __all__ = [
     "cached_plan_path",
     "timing_cache_path",
     "exclusive_lock",
+    "cache_folder_error",
 ]
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fcn_road_seg"
 
 
+def _cache_dir_origin() -> str:
+    if os.environ.get("FCN_ROAD_SEG_CACHE"):
+        return "set by FCN_ROAD_SEG_CACHE"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return "from XDG_CACHE_HOME; FCN_ROAD_SEG_CACHE is not set"
+    return "the default; FCN_ROAD_SEG_CACHE is not set"
+
+
+def cache_folder_error(folder: Path, err: OSError, action: str) -> TensorRTError:
+    """A TensorRTError for an OSError (read-only, full, missing permission) while using ``folder``."""
+    root = cache_dir()
+    where = (f"the engine cache folder is {root} ({_cache_dir_origin()}); make it writable or point "
+             "FCN_ROAD_SEG_CACHE at a writable folder with free space"
+             if Path(folder).is_relative_to(root) else
+             f"make {folder} writable, free space on it, or choose another output path")
+    return TensorRTError(f"cannot {action} {folder} ({type(err).__name__}: {err}); {where}")
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
@@ -214,8 +233,12 @@ def exclusive_lock(path: str | Path) -> Iterator[None]:
     import fcntl
 
     lock = Path(str(path) + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as f:
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        f = open(lock, "a")
+    except OSError as err:  # read-only or full cache folder, no permission
+        raise cache_folder_error(lock.parent, err, "lock the engine cache in") from err
+    with f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield
