@@ -47,6 +47,17 @@ def _check_out_folder(out: Path, flag: str = "--out") -> None:
         raise FcnRoadSegError(f"{flag} {out} is a file; give a folder (it is created if missing)")
 
 
+def _frame_limit(text: str) -> int:
+    """argparse type of --limit: a whole number of frames, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of frames, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value} (leave --limit out for every frame)")
+    return value
+
+
 def _output_stems(paths: list[Path]) -> dict[Path, str]:
     """Output name stem per input; refuses inputs that would write the same mask file."""
     by_stem: dict[str, list[Path]] = {}
@@ -278,10 +289,10 @@ def _cmd_bag(args: argparse.Namespace) -> int:
     from .evaluation.groundtruth import FolderSource
 
     layout = "kitti" if args.bag_command == "from-kitti" else "class-index"
-    source = FolderSource(args.dir, layout, args.split, args.road_id, None if args.ignore_id < 0 else args.ignore_id)
     config = BagWriteConfig(image_topic=args.image_topic, gt_topic=args.gt_topic,
                             camera_info_topic=args.camera_info_topic, frame_id=args.frame_id, rate_hz=args.rate,
-                            storage=args.storage, limit=args.limit)
+                            storage=args.storage, limit=args.limit)  # topics and rate checked before the folder
+    source = FolderSource(args.dir, layout, args.split, args.road_id, None if args.ignore_id < 0 else args.ignore_id)
     n = write_dataset_bag(source, args.output, config)
     print(f"wrote {n} frames to {args.output} ({args.storage}): {args.image_topic}, {args.gt_topic}")
     return 0
@@ -358,15 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, help="KITTI data_road/training folder, class-index folder, or bag")
     p.add_argument("--out", type=Path, required=True, help="report folder (report.json/.md, pr_curve.png, montage.png)")
     p.add_argument("--layout", default="auto", choices=["auto", "kitti", "class-index", "bag"], help="source kind")
-    p.add_argument("--split", help="only the frames of a split list (one name per line), e.g. test.txt or "
-                   "splits/kitti_road_val.txt")
+    p.add_argument("--split", help="only the frames of a split list (one frame name per line, e.g. um_000000; a "
+                   "path or suffix is ignored): a file path, or a name inside SOURCE, e.g. test.txt or "
+                   "splits/kitti_road_val.txt; bags: the frame names `fcn-road-seg bag` records")
     p.add_argument("--road-id", type=int, default=3, help="class-index: road class (CamVid: 3)")
     p.add_argument("--ignore-id", type=int, default=11, help="class-index: not-evaluated class (-1: none)")
     p.add_argument("--image-topic", help="bag: image topic (sensor_msgs/Image or CompressedImage)")
     p.add_argument("--gt-topic", help="bag: GT topic (mono8 255 road/0 not/other ignore, or KITTI rgb8)")
     p.add_argument("--gt-dir", type=Path, help="bag: folder of GT files matched by frame name or order")
     p.add_argument("--gt-format", default="auto", choices=["auto", "kitti", "class-index", "mono8"], help="--gt-dir files")
-    p.add_argument("--limit", type=int, help="evaluate at most this many frames")
+    p.add_argument("--limit", type=_frame_limit, help="evaluate at most this many frames (>= 1)")
     p.add_argument("--write-bag", type=Path, help="also write a bag: input images + mask/overlay/probability topics")
     p.add_argument("--storage", default="sqlite3", choices=["sqlite3", "mcap"], help="--write-bag storage")
     p.add_argument("--bev", action="store_true", help="also the KITTI benchmark's bird's-eye-view metrics (needs calib/ "
@@ -389,11 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--gt-topic", default="/camera/road_gt", help="GT topic (mono8: 255 road, 0 not, 128 ignore)")
         p.add_argument("--camera-info-topic", default="/camera/camera_info", help="camera_info topic (KITTI calib)")
         p.add_argument("--frame-id", default="camera", help="header frame_id")
-        p.add_argument("--limit", type=int, help="at most this many frames")
+        p.add_argument("--limit", type=_frame_limit, help="at most this many frames (>= 1)")
+        p.add_argument("--split", help="only the frames of a split list (one frame name per line): a file path or "
+                       "a name inside DIR, e.g. test.txt or splits/kitti_road_val.txt")
         if name == "from-kitti":
-            p.set_defaults(split=None, road_id=3, ignore_id=11)  # KITTI GT is colour-coded, not class indices
+            p.set_defaults(road_id=3, ignore_id=11)  # KITTI GT is colour-coded, not class indices
         else:
-            p.add_argument("--split", help="split list, e.g. test.txt")
             p.add_argument("--road-id", type=int, default=3, help="road class (CamVid: 3)")
             p.add_argument("--ignore-id", type=int, default=11, help="not-evaluated class (-1: none)")
 
