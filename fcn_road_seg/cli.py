@@ -112,13 +112,24 @@ def _arch_config(args: argparse.Namespace):
     return FCNConfig(variant=args.variant, encoder=args.encoder, width_mult=args.width, fc_width=args.fc_width)
 
 
+def _open_segmenter(args: argparse.Namespace):
+    """The RoadSegmenter of --model/--backend/--threshold/--refine; a fallback to ONNX Runtime is one INFO line."""
+    from .backends import fallback_reason
+    from .pipeline import RoadSegmenter
+
+    segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold, refine=_refine_config(args))
+    reason = fallback_reason(segmenter.backend)
+    if reason:
+        log.info("%s: using ONNX Runtime (--backend onnxruntime skips the TensorRT try)", reason)
+    return segmenter
+
+
 def _cmd_infer(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
     from tqdm import tqdm
 
     from .images import list_images, read_bgr
-    from .pipeline import RoadSegmenter
 
     if not 0.0 <= args.alpha <= 1.0:
         raise FcnRoadSegError(f"--alpha must lie in [0, 1], got {args.alpha}")
@@ -126,8 +137,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     _check_out_folder(args.out)
     paths = list({p.resolve(): p for p in list_images(args.inputs)}.values())  # a file given twice: once
     stems = _output_stems(paths)
-    segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
-                              refine=_refine_config(args))
+    segmenter = _open_segmenter(args)
     args.out.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no empty folder
     stages: dict[str, list[float]] = {}
     failed: list[str] = []
@@ -215,10 +225,12 @@ def _cmd_model_path(args: argparse.Namespace) -> int:
 
 
 def _cmd_build_engine(args: argparse.Namespace) -> int:
+    from .contract import read_onnx_contract
     from .trt.engine import BuildOptions, build_engine
 
     if (args.calib is not None or args.calib_cache is not None) and not args.int8:
         raise FcnRoadSegError("--calib/--calib-cache only apply to --int8 builds; add --int8 or drop them")
+    read_onnx_contract(args.model)  # the model file and its contract, before TensorRT loads
     precision = "fp32" if args.fp32 else "int8" if args.int8 else "fp16"
     options = BuildOptions(precision=precision, workspace_mib=args.workspace, dla_core=args.dla,
                            calib_dir=args.calib, calib_cache=args.calib_cache, timing_cache=args.timing_cache)
@@ -249,7 +261,6 @@ def _print_categories(per_category: dict[str, dict]) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import EvalConfig, open_source, run_evaluation
     from .evaluation.metrics import mask_threshold
-    from .pipeline import RoadSegmenter
 
     _check_threshold(args.threshold)
     _check_out_folder(args.out)
@@ -263,8 +274,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         write_bag=args.write_bag, write_bag_storage=args.storage, bev=args.bev,
         camera_info_topic=args.camera_info_topic)
     source = open_source(config)  # layout, topics and their types are checked before the model loads
-    with RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
-                       refine=_refine_config(args)) as segmenter:
+    with _open_segmenter(args) as segmenter:
         report = run_evaluation(config, segmenter, source)
     m, f = report["metrics"], report["frames"]
     print(f"{plural(f['evaluated'], 'frame')} ({f['skipped']} skipped, {f['unmatched_images']} images / "

@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import FcnRoadSegError, ModelError
+from ..errors import FcnRoadSegError, InputImageError, ModelError
+from ..images import list_images
 from ..wording import plural
 
 __all__ = ["DemoConfig", "DemoReport", "run_demo"]
@@ -78,6 +79,11 @@ class DemoReport:
 
 def run_demo(config: DemoConfig) -> DemoReport:
     """Run publisher, node and collector until ``frames`` overlays arrived or ``seconds`` passed."""
+    if config.images is not None:  # a missing or empty folder is said before the model loads
+        try:
+            list_images([config.images])
+        except InputImageError as err:
+            raise InputImageError(f"--images: {err}; give a folder of PNG/JPG frames") from err
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # a demo stays on this machine
     try:
         import rclpy

@@ -29,7 +29,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..backends import BACKENDS
+from ..backends import BACKENDS, fallback_reason
 from ..errors import FcnRoadSegError, InputImageError, ModelError
 from ..evaluation.metrics import quantize_probability
 from ..pipeline import RoadSegmenter
@@ -242,6 +242,10 @@ class RoadSegmentationNode(Node):
         self._worker.start()
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         contract = self._segmenter.contract
+        reason = fallback_reason(self._segmenter.backend)
+        if reason:
+            self.get_logger().warn(f"{reason}: using ONNX Runtime (set backend:=onnxruntime to choose it without "
+                                   "trying TensorRT; docs/tensorrt.md installs TensorRT)")
         self.get_logger().info(
             f"segmenting {self.input_topic} ({self.config.input_transport}, {self.config.input_qos} QoS) with "
             f"{self._segmenter.backend.name} on {self._segmenter.backend.device}: {contract.variant} "
