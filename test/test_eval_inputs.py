@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from fcn_road_seg import cli
@@ -148,3 +150,30 @@ def test_limit_must_be_a_positive_number_of_frames(capsys, tmp_path, kitti_copy,
     assert code == 2 and "argument --limit:" in err
     assert ("must be at least 1" if limit != "two" else "expected a whole number of frames") in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "bag").exists()
+
+
+def _reference_label(text: str, width: int) -> np.ndarray:
+    """The label as it should read: black Hershey simplex 0.5, stroke 1, on a clean white 24 px strip."""
+    strip = np.full((24, width, 3), 255, np.uint8)
+    cv2.putText(strip, text, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
+
+
+def test_montage_labels_read_as_their_text(capsys, tmp_path, kitti_copy, tiny_onnx):
+    code, _, err = _evaluate(capsys, tiny_onnx, kitti_copy, tmp_path / "r")
+    assert code == 0, err
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    montage = cv2.imread(str(tmp_path / "r" / "montage.png"))
+    width = montage.shape[1]
+    tile_h = round(375 * 400 / 1242) + 24  # a KITTI frame's tile and its label strip
+    row_h = 24 + tile_h
+    assert montage.shape[0] == 2 * row_h
+    for r, (title, frames) in enumerate((("best (highest IoU)", report["best"]),
+                                         ("worst (lowest IoU)", report["worst"]))):
+        y = r * row_h
+        np.testing.assert_array_equal(montage[y:y + 24], _reference_label(title, width), err_msg=title)
+        for c, frame in enumerate(frames):
+            label = montage[y + 24:y + 48, c * 400:(c + 1) * 400]
+            text = f"{frame['name']}  IoU {frame['IoU']:.3f}"
+            np.testing.assert_array_equal(label, _reference_label(text, 400), err_msg=text)
+            assert (montage[y + 48:y + row_h, c * 400:(c + 1) * 400] != 255).any()  # the picture below it
