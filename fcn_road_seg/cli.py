@@ -187,6 +187,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         out = export_onnx(net, contract_for(net.config, args.input_size), args.output, opset=args.opset)
     else:
         calibrate_on = data_arg(args.calibrate, "--calibrate") if args.calibrate else None
+        if calibrate_on is not None and not calibrate_on[0].is_dir():  # said before the checkpoint loads
+            raise FcnRoadSegError(f"--calibrate {calibrate_on[0]} is not a folder; give a validation set (KITTI "
+                                  "road or class-index folder) and optionally its split list")
         out = export_checkpoint(args.checkpoint, args.output, input_size=args.input_size, opset=args.opset,
                                 calibrate_on=calibrate_on)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")

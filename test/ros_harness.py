@@ -150,7 +150,8 @@ class RosoutRecorder:
 
         self._lock = threading.Lock()
         self.records: list = []
-        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._sub = node.create_subscription(Log, "/rosout", self._store, qos)
 
     def _store(self, msg) -> None:
@@ -158,7 +159,7 @@ class RosoutRecorder:
             self.records.append(msg)
 
     def lines(self, name: str, level: int | None = None, containing: str = "") -> list[str]:
-        """Messages of logger ``name`` (at ``level``, a rcl_interfaces/Log level, if given) containing ``containing``."""
+        """Messages of logger ``name`` (at ``level``, a rcl_interfaces/Log level, if given) with ``containing``."""
         with self._lock:
             return [m.msg for m in self.records
                     if m.name == name and (level is None or m.level == level) and containing in m.msg]

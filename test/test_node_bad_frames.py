@@ -109,7 +109,8 @@ def test_the_folder_publisher_names_an_unreadable_file_once(harness, rosout, tmp
     probe = harness.probe
     probe.listen(topic)
     publisher = harness.add(ImageFolderPublisher(context=harness.context, parameter_overrides=[
-        Parameter("folder", value=str(folder)), Parameter("rate_hz", value=20.0), Parameter("image_topic", value=topic)]))
+        Parameter("folder", value=str(folder)), Parameter("rate_hz", value=20.0),
+        Parameter("image_topic", value=topic)]))
     logger = publisher.get_logger().name
     try:
         wait_until(lambda: len(probe.images[topic]) >= 6, what="the folder to loop a few times")

@@ -57,4 +57,5 @@ class BadFrames:
         if self._good_since is not None and now - self._good_since >= WARN_CLEARS_AFTER_S:
             return None
         counts = ", ".join(f"{n} {cause.replace('_', ' ')}" for cause, n in self.counts.items() if n)
-        return f"{sum(self.counts.values())} bad frames ({counts}); OK again after {WARN_CLEARS_AFTER_S:g} s of good frames"
+        return (f"{sum(self.counts.values())} bad frames ({counts}); OK again after {WARN_CLEARS_AFTER_S:g} s of "
+                "good frames")

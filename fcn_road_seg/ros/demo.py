@@ -102,7 +102,6 @@ def run_demo(config: DemoConfig) -> DemoReport:
     from .image_msgs import image_to_bgr
 
     images = config.images or samples_dir()
-    config.out.mkdir(parents=True, exist_ok=True)
     context = rclpy.Context()
     rclpy.init(context=context)
     nodes = []
@@ -120,6 +119,7 @@ def run_demo(config: DemoConfig) -> DemoReport:
                              "exported .onnx or TensorRT plan, or leave it out for the shipped model "
                              "(`fcn-road-seg model-path`)") from err
         nodes.append(road)
+        config.out.mkdir(parents=True, exist_ok=True)  # only once the model loaded: a refused run leaves nothing
         collector = rclpy.create_node("fcn_road_seg_demo_collector", context=context)
         nodes.append(collector)
         overlays: list[tuple[float, Image]] = []
