@@ -98,6 +98,7 @@ def test_bag_split_is_written_and_honoured(capsys, tmp_path, kitti_copy, tiny_on
     report = json.loads((tmp_path / "r_bag" / "report.json").read_text())
     assert report["frames"]["evaluated"] == 2 and report["frames"]["unmatched_gt"] == 0
     assert report["source"]["split"] == str(two)
+    assert report["model"]["metrics"] == {"MaxF": 0.5} and report["model"]["metrics_input_size"] == [96, 320]
     assert set(report["per_category"]) == {"um", "uu"}
     assert {b["name"] for b in report["best"]} == {"uu_000001", "um_000000"}
     # the same frames from the folder give the same numbers
