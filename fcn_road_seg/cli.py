@@ -229,11 +229,13 @@ def _cmd_model_path(args: argparse.Namespace) -> int:
 
 def _cmd_build_engine(args: argparse.Namespace) -> int:
     from .contract import read_onnx_contract
-    from .trt.engine import BuildOptions, build_engine
+    from .trt.engine import BuildOptions, build_engine, calibration_images
 
     if (args.calib is not None or args.calib_cache is not None) and not args.int8:
         raise FcnRoadSegError("--calib/--calib-cache only apply to --int8 builds; add --int8 or drop them")
     read_onnx_contract(args.model)  # the model file and its contract, before TensorRT loads
+    if args.int8 and args.calib is not None:
+        calibration_images(args.calib)  # the calibration frames too
     precision = "fp32" if args.fp32 else "int8" if args.int8 else "fp16"
     options = BuildOptions(precision=precision, workspace_mib=args.workspace, dla_core=args.dla,
                            calib_dir=args.calib, calib_cache=args.calib_cache, timing_cache=args.timing_cache)

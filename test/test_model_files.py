@@ -101,7 +101,7 @@ def test_the_node_says_what_the_model_file_is(harness, bad_models):
             Parameter("model", value=str(bad_models["empty"]))])
 
 
-def test_paths_are_checked_before_the_model_loads(capsys, tmp_path, bad_models):
+def test_paths_are_checked_before_the_model_loads(capsys, tmp_path, bad_models, tiny_onnx):
     # the model is bad too: the message about the path proves the path was looked at first
     code, err = _run(capsys, "demo", "--images", tmp_path / "nonexistent", "--model", bad_models["text"],
                      "--out", tmp_path / "demo")
@@ -114,6 +114,8 @@ def test_paths_are_checked_before_the_model_loads(capsys, tmp_path, bad_models):
     # build-engine: the ONNX file is checked before TensorRT is looked for (not installed here)
     code, err = _run(capsys, "build-engine", tmp_path / "missing.onnx", "-o", tmp_path / "e.plan")
     assert code == 2 and f"model file not found: {tmp_path / 'missing.onnx'}" in err and "TensorRT" not in err
+    code, err = _run(capsys, "build-engine", tiny_onnx, "-o", tmp_path / "e.plan", "--int8", "--calib", tmp_path / "no")
+    assert code == 2 and f"calibration folder not found: {tmp_path / 'no'}" in err and "TensorRT" not in err
 
 
 def test_reexport_at_another_size_drops_the_old_metrics_and_labels_the_kept_ones(tmp_path, tiny_net, caplog,
