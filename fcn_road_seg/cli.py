@@ -54,6 +54,17 @@ def _require_torch() -> None:
         raise MissingExtraError("this command needs PyTorch: pip install 'fcn_road_seg[train]'") from err
 
 
+def _frame_limit(text: str) -> int:
+    """argparse type of --limit: a whole number of frames, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of frames, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value} (leave --limit out for every frame)")
+    return value
+
+
 def _output_stems(paths: list[Path]) -> dict[Path, str]:
     """Output name stem per input; refuses inputs that would write the same mask file."""
     by_stem: dict[str, list[Path]] = {}
@@ -108,12 +119,23 @@ def _arch_config(args: argparse.Namespace):
     return FCNConfig(variant=args.variant, encoder=args.encoder, width_mult=args.width, fc_width=args.fc_width)
 
 
+def _open_segmenter(args: argparse.Namespace):
+    """The RoadSegmenter of --model/--backend/--threshold/--refine; a fallback to ONNX Runtime is one INFO line."""
+    from .backends import fallback_reason
+    from .pipeline import RoadSegmenter
+
+    segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold, refine=_refine_config(args))
+    reason = fallback_reason(segmenter.backend)
+    if reason:
+        log.info("%s: using ONNX Runtime (--backend onnxruntime skips the TensorRT try)", reason)
+    return segmenter
+
+
 def _cmd_infer(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .images import list_images, read_bgr
     from .outputs import write_image
-    from .pipeline import RoadSegmenter
 
     if not 0.0 <= args.alpha <= 1.0:
         raise FcnRoadSegError(f"--alpha must lie in [0, 1], got {args.alpha}")
@@ -121,8 +143,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     _check_out_folder(args.out)
     paths = list({p.resolve(): p for p in list_images(args.inputs)}.values())  # a file given twice: once
     stems = _output_stems(paths)
-    segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
-                              refine=_refine_config(args))
+    segmenter = _open_segmenter(args)
     stages: dict[str, list[float]] = {}
     failed: list[str] = []
     unwritten: list[str] = []
@@ -179,6 +200,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         out = export_onnx(net, contract_for(net.config, args.input_size), args.output, opset=args.opset)
     else:
         calibrate_on = data_arg(args.calibrate, "--calibrate") if args.calibrate else None
+        if calibrate_on is not None and not calibrate_on[0].is_dir():  # said before the checkpoint loads
+            raise FcnRoadSegError(f"--calibrate {calibrate_on[0]} is not a folder; give a validation set (KITTI "
+                                  "road or class-index folder) and optionally its split list")
         out = export_checkpoint(args.checkpoint, args.output, input_size=args.input_size, opset=args.opset,
                                 calibrate_on=calibrate_on)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
@@ -218,10 +242,14 @@ def _cmd_model_path(args: argparse.Namespace) -> int:
 
 
 def _cmd_build_engine(args: argparse.Namespace) -> int:
-    from .trt.engine import BuildOptions, build_engine
+    from .contract import read_onnx_contract
+    from .trt.engine import BuildOptions, build_engine, calibration_images
 
     if (args.calib is not None or args.calib_cache is not None) and not args.int8:
         raise FcnRoadSegError("--calib/--calib-cache only apply to --int8 builds; add --int8 or drop them")
+    read_onnx_contract(args.model)  # the model file and its contract, before TensorRT loads
+    if args.int8 and args.calib is not None:
+        calibration_images(args.calib)  # the calibration frames too
     precision = "fp32" if args.fp32 else "int8" if args.int8 else "fp16"
     options = BuildOptions(precision=precision, workspace_mib=args.workspace, dla_core=args.dla,
                            calib_dir=args.calib, calib_cache=args.calib_cache, timing_cache=args.timing_cache)
@@ -259,7 +287,6 @@ def _print_categories(per_category: dict[str, dict]) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import EvalConfig, open_source, run_evaluation
     from .evaluation.metrics import mask_threshold
-    from .pipeline import RoadSegmenter
 
     _check_threshold(args.threshold)
     _check_out_folder(args.out)
@@ -275,8 +302,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         write_bag=args.write_bag, write_bag_storage=args.storage, bev=args.bev,
         camera_info_topic=args.camera_info_topic)
     source = open_source(config)  # layout, topics and their types are checked before the model loads
-    with RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
-                       refine=_refine_config(args)) as segmenter:
+    with _open_segmenter(args) as segmenter:
         report = run_evaluation(config, segmenter, source)
     m, f = report["metrics"], report["frames"]
     print(f"{plural(f['evaluated'], 'frame')} ({f['skipped']} skipped, {f['unmatched_images']} images / "
@@ -302,10 +328,10 @@ def _cmd_bag(args: argparse.Namespace) -> int:
 
     layout = "kitti" if args.bag_command == "from-kitti" else "class-index"
     _check_out_folder(args.output.parent, "-o's folder")
-    source = FolderSource(args.dir, layout, args.split, args.road_id, None if args.ignore_id < 0 else args.ignore_id)
     config = BagWriteConfig(image_topic=args.image_topic, gt_topic=args.gt_topic,
                             camera_info_topic=args.camera_info_topic, frame_id=args.frame_id, rate_hz=args.rate,
-                            storage=args.storage, limit=args.limit)
+                            storage=args.storage, limit=args.limit)  # topics and rate checked before the folder
+    source = FolderSource(args.dir, layout, args.split, args.road_id, None if args.ignore_id < 0 else args.ignore_id)
     n = write_dataset_bag(source, args.output, config)
     print(f"wrote {plural(n, 'frame')} to {args.output} ({args.storage}): {args.image_topic}, {args.gt_topic}")
     return 0
@@ -386,15 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, help="KITTI data_road/training folder, class-index folder, or bag")
     p.add_argument("--out", type=Path, required=True, help="report folder (report.json/.md, pr_curve.png, montage.png)")
     p.add_argument("--layout", default="auto", choices=["auto", "kitti", "class-index", "bag"], help="source kind")
-    p.add_argument("--split", help="only the frames of a split list (one name per line), e.g. test.txt or "
-                   "splits/kitti_road_val.txt")
+    p.add_argument("--split", help="only the frames of a split list (one frame name per line, e.g. um_000000; a "
+                   "path or suffix is ignored): a file path, or a name inside SOURCE, e.g. test.txt or "
+                   "splits/kitti_road_val.txt; bags: the frame names `fcn-road-seg bag` records")
     p.add_argument("--road-id", type=int, default=3, help="class-index: road class (CamVid: 3)")
     p.add_argument("--ignore-id", type=int, default=11, help="class-index: not-evaluated class (-1: none)")
     p.add_argument("--image-topic", help="bag: image topic (sensor_msgs/Image or CompressedImage)")
     p.add_argument("--gt-topic", help="bag: GT topic (mono8 255 road/0 not/other ignore, or KITTI rgb8)")
     p.add_argument("--gt-dir", type=Path, help="bag: folder of GT files matched by frame name or order")
     p.add_argument("--gt-format", default="auto", choices=["auto", "kitti", "class-index", "mono8"], help="--gt-dir files")
-    p.add_argument("--limit", type=int, help="evaluate at most this many frames")
+    p.add_argument("--limit", type=_frame_limit, help="evaluate at most this many frames (>= 1)")
     p.add_argument("--write-bag", type=Path, help="also write a bag: input images + mask/overlay/probability topics")
     p.add_argument("--storage", default="sqlite3", choices=["sqlite3", "mcap"], help="--write-bag storage")
     p.add_argument("--bev", action="store_true", help="also the KITTI benchmark's bird's-eye-view metrics (needs calib/ "
@@ -417,11 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--gt-topic", default="/camera/road_gt", help="GT topic (mono8: 255 road, 0 not, 128 ignore)")
         p.add_argument("--camera-info-topic", default="/camera/camera_info", help="camera_info topic (KITTI calib)")
         p.add_argument("--frame-id", default="camera", help="header frame_id")
-        p.add_argument("--limit", type=int, help="at most this many frames")
+        p.add_argument("--limit", type=_frame_limit, help="at most this many frames (>= 1)")
+        p.add_argument("--split", help="only the frames of a split list (one frame name per line): a file path or "
+                       "a name inside DIR, e.g. test.txt or splits/kitti_road_val.txt")
         if name == "from-kitti":
-            p.set_defaults(split=None, road_id=3, ignore_id=11)  # KITTI GT is colour-coded, not class indices
+            p.set_defaults(road_id=3, ignore_id=11)  # KITTI GT is colour-coded, not class indices
         else:
-            p.add_argument("--split", help="split list, e.g. test.txt")
             p.add_argument("--road-id", type=int, default=3, help="road class (CamVid: 3)")
             p.add_argument("--ignore-id", type=int, default=11, help="not-evaluated class (-1: none)")
 

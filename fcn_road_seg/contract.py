@@ -13,7 +13,8 @@ from typing import Any
 
 from .errors import ContractError, ModelError
 
-__all__ = ["ModelContract", "CONTRACT_VERSION", "DEFAULT_OPSET", "IR_VERSION", "METADATA_PREFIX", "read_onnx_contract"]
+__all__ = ["ModelContract", "CONTRACT_VERSION", "DEFAULT_OPSET", "IR_VERSION", "METADATA_PREFIX", "read_onnx_contract",
+           "check_model_file"]
 
 CONTRACT_VERSION = 2  # 2: the uint8 input feeds only a Cast (TensorRT-parsable)
 DEFAULT_OPSET = 17  # the newest ONNX opset both TensorRT 8.6 (JetPack 6.0) and 10.x parse
@@ -45,6 +46,7 @@ class ModelContract:
     training_data: str = "untrained"
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_split: str = "validation"  # what ``metrics`` were measured on: the training run's validation split
+    metrics_input_size: list[int] = field(default_factory=list)  # [H, W] network input ``metrics`` were measured at
     calibration: dict[str, float | str] = field(default_factory=dict)  # temperature/bias inside the graph
     package_version: str = "0.1.0"
     contract_version: int = CONTRACT_VERSION
@@ -99,14 +101,61 @@ class ModelContract:
             raise ContractError(f"{source} has a malformed contract ({err}); rebuild it") from err
 
 
+_EXPECTED = {"onnx": "an ONNX model", "plan": "a TensorRT plan", "checkpoint": "a training checkpoint (.pt)"}
+
+
+def _file_kind(path: Path) -> str | None:
+    """What a file's first bytes show it to be (empty, text, PyTorch checkpoint, ONNX), or None (unknown)."""
+    with path.open("rb") as f:
+        head = f.read(512)
+    if not head:
+        return "empty"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch.save: zip archive, or legacy pickle
+        return "checkpoint"
+    if head[:1] == b"\x08":  # protobuf field 1 (ir_version), what onnx.save writes first
+        return "onnx"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return "text" if all(c.isprintable() or c in "\t\r\n" for c in text) else None
+
+
+def check_model_file(path: str | Path, expected: str, fix: str) -> Path:
+    """``path`` as a Path when it is an existing file that may be ``expected`` (onnx, plan or checkpoint);
+    else a ModelError saying what the path is (missing, a folder, empty, text, another kind of model file),
+    what was expected, and ``fix``. The parsers never see such a file."""
+    path = Path(path).expanduser()
+    want = _EXPECTED[expected]
+    if not path.exists():
+        raise ModelError(f"{'checkpoint' if expected == 'checkpoint' else 'model file'} not found: {path}; {fix}")
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", ".plan", ".engine", ".pt"))[:3]
+        held = f" (it holds {', '.join(inside)})" if inside else ""
+        raise ModelError(f"{path} is a folder{held}, not {want}; {fix}")
+    kind = _file_kind(path)
+    if kind == "empty":
+        raise ModelError(f"{path} is empty (0 bytes), not {want}: an interrupted export or copy? {fix}")
+    if kind == "text":
+        with path.open("rb") as f:
+            first = next(iter(f.read(512).decode("utf-8", "replace").strip().splitlines()), "")[:60]
+        lfs = "; a Git LFS pointer: run `git lfs pull`" if first.startswith("version https://git-lfs") else ""
+        shown = f" (it starts {first!r}{lfs})" if first else " of blank lines"
+        raise ModelError(f"{path} is a text file{shown}, not {want}; {fix}")
+    if kind == "checkpoint" and expected != "checkpoint":
+        raise ModelError(f"{path} is a PyTorch checkpoint, not {want}; export it first: "
+                         f"`fcn-road-seg export {path} -o model.onnx`")
+    if expected == "checkpoint" and (kind == "onnx" or path.suffix.lower() in (".onnx", ".plan", ".engine")):
+        raise ModelError(f"{path} is an exported model, not a training checkpoint; {fix}")
+    return path
+
+
 def read_onnx_contract(path: str | Path) -> ModelContract:
     """Read the contract of an ONNX file without loading its weights."""
     import onnx
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}; give an existing .onnx file (`fcn-road-seg model-path` "
-                         "prints the shipped one)")
+    path = check_model_file(path, "onnx", "give an exported .onnx file (`fcn-road-seg model-path` prints the "
+                            "shipped one)")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # onnx raises DecodeError and friends

@@ -5,6 +5,8 @@ __all__ = [
     "ModelError",
     "ContractError",
     "InputImageError",
+    "UnsupportedEncodingError",
+    "FrameSizeError",
     "BackendUnavailableError",
     "DatasetError",
     "EngineMismatchError",
@@ -28,7 +30,15 @@ class ContractError(ModelError):
 
 
 class InputImageError(FcnRoadSegError):
-    """A frame or image file cannot be segmented as given."""
+    """A frame or image file cannot be segmented as given (corrupt or undecodable, unless a subclass says why)."""
+
+
+class UnsupportedEncodingError(InputImageError):
+    """A frame in an encoding the model cannot use (16-bit, depth, float, ...)."""
+
+
+class FrameSizeError(InputImageError):
+    """A frame whose size does not fit: data/step not matching width x height, or too small for the model."""
 
 
 class BackendUnavailableError(FcnRoadSegError):

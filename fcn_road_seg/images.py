@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import InputImageError
+from .errors import InputImageError, UnsupportedEncodingError
 
 __all__ = ["IMAGE_SUFFIXES", "verify_encoded", "decode_bgr", "read_bgr", "read_labels", "list_images"]
 
@@ -141,7 +141,7 @@ def decode_bgr(data: bytes, name: str, *, warn: bool = True) -> np.ndarray:
     """
     image = _decode(data, name)
     if image.dtype != np.uint8:
-        raise InputImageError(f"{name} is {image.dtype}, not 8-bit; convert it to 8-bit PNG/JPEG first")
+        raise UnsupportedEncodingError(f"{name} is {image.dtype}, not 8-bit; convert it to 8-bit PNG/JPEG first")
     if image.ndim == 2 or image.shape[2] == 1:
         if warn:
             log.warning("%s is grey: replicated to 3 channels (the model expects colour; masks may be worse)", name)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .backends import Backend, open_backend
 from .contract import ModelContract
-from .errors import InputImageError
+from .errors import FrameSizeError, InputImageError
 from .preprocess import preprocess
 from .refine import CrfConfig, DenseCrfRefiner
 
@@ -104,7 +104,7 @@ class RoadSegmenter:
         h, w = frame.shape[:2]
         net_h, net_w = self._net_hw
         if min(h, w) < MIN_SIDE or net_h / h > MAX_UPSCALE or net_w / w > MAX_UPSCALE:
-            raise InputImageError(
+            raise FrameSizeError(
                 f"frame {w}x{h} is too small for this model's {net_w}x{net_h} input (at most {MAX_UPSCALE:g}x "
                 f"enlargement, sides >= {MIN_SIDE}px); use a larger image or a model exported at a smaller size"
             )

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from .contract import check_model_file
 from .errors import ModelError
 
 __all__ = ["share_dir", "default_model_path", "samples_dir", "DEFAULT_MODEL_NAME"]
@@ -59,9 +60,7 @@ def default_model_path() -> Path:
         path = share_dir("models") / DEFAULT_MODEL_NAME
     except FileNotFoundError as err:
         raise ModelError(f"shipped model not found ({err}); reinstall fcn_road_seg or pass --model") from err
-    if not path.is_file():
-        raise ModelError(f"shipped model {path} is missing; reinstall fcn_road_seg or pass --model")
-    return path
+    return check_model_file(path, "onnx", "the shipped model is damaged: reinstall fcn_road_seg or pass --model")
 
 
 def samples_dir() -> Path:

@@ -138,3 +138,28 @@ class RosHarness:
         self._thread.join(timeout=5.0)
         self.probe.destroy_node()
         rclpy.shutdown(context=self.context)
+
+
+class RosoutRecorder:
+    """The /rosout records of the graph, kept per logger name. Transient local, as rcl publishes /rosout, so the
+    lines a node logs while it starts, before discovery, arrive too."""
+
+    def __init__(self, node: Node) -> None:
+        from rcl_interfaces.msg import Log
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+        self._lock = threading.Lock()
+        self.records: list = []
+        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._sub = node.create_subscription(Log, "/rosout", self._store, qos)
+
+    def _store(self, msg) -> None:
+        with self._lock:
+            self.records.append(msg)
+
+    def lines(self, name: str, level: int | None = None, containing: str = "") -> list[str]:
+        """Messages of logger ``name`` (at ``level``, a rcl_interfaces/Log level, if given) with ``containing``."""
+        with self._lock:
+            return [m.msg for m in self.records
+                    if m.name == name and (level is None or m.level == level) and containing in m.msg]

@@ -48,7 +48,7 @@ def test_infer_bad_inputs_exit_nonzero_with_the_fix(tmp_path, tiny_onnx, kitti_i
     assert res.returncode == 2 and "model file not found" in res.stderr
 
     notonnx = tmp_path / "m.onnx"
-    notonnx.write_text("nope")
+    notonnx.write_bytes(b"\x08\x07not a protobuf \xff\x00" * 8)
     res = run_cli("infer", "--model", notonnx, kitti_images[0], "--out", tmp_path / "o")
     assert res.returncode == 2 and "not a readable ONNX" in res.stderr
 

@@ -100,7 +100,7 @@ def test_export_of_an_onnx_file_says_it_needs_a_checkpoint(tiny_onnx, tmp_path):
     assert res.returncode == 2
     assert "is an exported model, not a training checkpoint" in res.stderr and "RUN/best.pt" in res.stderr
     fake = tmp_path / "fake.pt"
-    fake.write_bytes(b"not a checkpoint")
+    fake.write_bytes(b"\x00not a checkpoint\xff")
     res = run_cli("export", fake, "-o", tmp_path / "x.onnx")
     assert res.returncode == 2 and "is not a readable PyTorch checkpoint" in res.stderr and "RUN/best.pt" in res.stderr
 

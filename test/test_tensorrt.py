@@ -218,7 +218,7 @@ def test_without_tensorrt_every_entry_point_says_what_to_install(tmp_path, tiny_
     from fcn_road_seg.trt.engine import build_engine, cached_engine
 
     plan = tmp_path / "road.plan"
-    plan.write_bytes(b"not really a plan")
+    plan.write_bytes(b"\x00\x01not really a plan\xff")  # binary: a text file would be refused as one first
     calls = [lambda: open_backend(tiny_onnx, "tensorrt"), lambda: open_backend(plan), lambda: open_tensorrt(plan),
              lambda: TensorRTBackend(plan), lambda: build_engine(tiny_onnx, plan), lambda: cached_engine(tiny_onnx)]
     for call in calls:

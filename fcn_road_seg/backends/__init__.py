@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from ..contract import ModelContract
+from ..contract import ModelContract, check_model_file
 from ..errors import BackendUnavailableError, FcnRoadSegError, ModelError
 
-__all__ = ["Backend", "BACKENDS", "open_backend", "available_backends"]
+__all__ = ["Backend", "BACKENDS", "open_backend", "available_backends", "fallback_reason"]
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
+FALLBACK = "backend 'auto' fell back to ONNX Runtime: "  # how ``selection`` starts after a fallback
 
 
 class Backend(Protocol):
@@ -64,7 +66,7 @@ def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend
     """Open ``model`` (.onnx or TensorRT plan) with the named runtime, or TensorRT-else-ONNX Runtime for ``auto``.
 
     ``auto`` tries TensorRT for an .onnx and, when it cannot open here (not installed, no CUDA device, a parse
-    or build error), logs one WARN line with the reason and the fix and uses ONNX Runtime. A plan, or
+    or build error), uses ONNX Runtime (``fallback_reason`` says why, for the caller to log). A plan, or
     backend ``tensorrt``, fails hard. The opened backend's ``selection`` says which ran and why.
     """
     path = Path(model).expanduser()
@@ -73,12 +75,9 @@ def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend
     unknown = set(options) - TENSORRT_OPTIONS - ONNXRUNTIME_OPTIONS
     if unknown:
         raise TypeError(f"unknown backend option(s) {sorted(unknown)}")
-    if not path.is_file():
-        raise ModelError(
-            f"model file not found: {path}; pass an existing .onnx (or TensorRT .plan) file, "
-            "e.g. the shipped model from `fcn-road-seg model-path`"
-        )
     is_plan = path.suffix.lower() in PLAN_SUFFIXES
+    check_model_file(path, "plan" if is_plan else "onnx", "pass an exported .onnx (or TensorRT .plan) file, e.g. "
+                     "the shipped model from `fcn-road-seg model-path`")
     trt_options = {k: v for k, v in options.items() if k in TENSORRT_OPTIONS}
     ort_options = {k: v for k, v in options.items() if k in ONNXRUNTIME_OPTIONS}
     if backend == "onnxruntime":
@@ -96,8 +95,17 @@ def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend
         return _selected(open_tensorrt(path, **trt_options), "backend 'auto': TensorRT opened")
     except FcnRoadSegError as err:
         reason = f"TensorRT cannot run {path.name} here: {err}"
-    log.warning("backend 'auto' uses ONNX Runtime: %s (to silence this, set backend 'onnxruntime')", reason)
-    return _selected(_open_onnxruntime(path, ort_options), f"backend 'auto' fell back to ONNX Runtime: {reason}")
+    log.debug("backend 'auto' uses ONNX Runtime: %s", reason)  # callers say it once, with their option's name
+    return _selected(_open_onnxruntime(path, ort_options), FALLBACK + reason)
+
+
+def fallback_reason(backend: Backend) -> str | None:
+    """Why backend 'auto' fell back to ONNX Runtime, in one short clause (the install hint left out), or None
+    when it did not; the CLI logs it at INFO, the node as one WARN at start."""
+    if not backend.selection.startswith(FALLBACK):
+        return None
+    reason = re.split(r"(?<=\)): |; ", backend.selection[len(FALLBACK):], maxsplit=1)[0]
+    return reason if len(reason) <= 160 else reason[:157] + "..."
 
 
 def _open_onnxruntime(path: Path, options: dict) -> Backend:

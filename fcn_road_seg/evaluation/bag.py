@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import sqlite3
 from dataclasses import dataclass
@@ -59,6 +61,7 @@ FRAME_NAMES_KEY = "fcn_road_seg.frame_names"  # custom_data key: JSON {stamp_ns:
 TF_TOPIC = "/tf"
 BAG_VERSION = 8  # rosbag2 metadata version of ROS 2 Jazzy
 PARTIAL_SUFFIX = ".partial"  # a bag being written lives in NAME.partial/NAME until it is complete
+_TOPIC_NAME = re.compile(r"(/[A-Za-z_][A-Za-z0-9_]*)+")  # an absolute ROS 2 topic name
 _TYPESTORE = None
 
 
@@ -168,6 +171,22 @@ class BagWriteConfig:
     storage: str = "sqlite3"
     limit: int | None = None
 
+    def __post_init__(self) -> None:
+        """Topics absolute and distinct, rate finite and positive (named by their ``fcn-road-seg bag`` flags)."""
+        topics = {"--image-topic": self.image_topic, "--gt-topic": self.gt_topic,
+                  "--camera-info-topic": self.camera_info_topic}
+        for flag, topic in topics.items():
+            if not _TOPIC_NAME.fullmatch(topic) or "__" in topic:
+                raise ValueError(f"{flag} {topic!r} is not an absolute ROS topic name (/ then letters, digits and "
+                                 "_ per level); give e.g. /camera/image_raw")
+        if len({*topics.values(), TF_TOPIC}) < len(topics) + 1:
+            raise ValueError(f"--image-topic, --gt-topic and --camera-info-topic must differ from each other and "
+                             f"from {TF_TOPIC}, got {', '.join(topics.values())}")
+        if not math.isfinite(self.rate_hz) or self.rate_hz <= 0:
+            raise ValueError(f"--rate must be a finite number of frames per second above 0, got {self.rate_hz}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be at least 1, got {self.limit}; leave it out for every frame")
+
 
 def _storage_plugin(storage: str):
     from rosbags.rosbag2 import StoragePlugin
@@ -244,8 +263,6 @@ class BagOut:
 
 def write_dataset_bag(source: FolderSource, out: str | Path, config: BagWriteConfig = BagWriteConfig()) -> int:
     """Write ``source``'s frames (bgr8 image + mono8 GT [+ camera_info]) to a new bag; returns frames written."""
-    if config.rate_hz <= 0:
-        raise ValueError(f"rate must be positive, got {config.rate_hz}")
     period = int(round(1e9 / config.rate_hz))
     names: dict[str, str] = {}
     skipped = 0

@@ -27,7 +27,7 @@ from .streaming import Evaluation
 from ..images import IMAGE_SUFFIXES, read_labels
 from ..progress import track
 from .groundtruth import (FolderSource, LabelledFrame, category_of, decode_class_index,
-                          decode_kitti_gt, decode_mono8_gt)
+                          decode_kitti_gt, decode_mono8_gt, read_split)
 from .report import write_report
 
 __all__ = ["EvalConfig", "BagSource", "BevEvaluation", "decode_gt_message", "open_source", "run_evaluation",
@@ -63,6 +63,10 @@ class EvalConfig:
     overlay_alpha: float = 0.5
     bev: bool = False  # also the KITTI devkit's bird's-eye-view metrics (calib/ per frame, or camera_info + /tf)
     camera_info_topic: str | None = None  # bag with --bev: default <image_topic>/../camera_info
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be at least 1, got {self.limit}; leave it out for every frame")
 
 
 def decode_gt_message(msg) -> tuple[np.ndarray, np.ndarray]:
@@ -101,27 +105,31 @@ class BagSource:
         self.config = config
         self.max_pending = max_pending
         self.reader = open_bag(config.source)
+        self.unmatched_images = 0
+        self.unmatched_gt = 0
+        self.gt_files: list[Path] = []
         try:
             self.image_conn = _typed_connection(self.reader, config.image_topic, IMAGE_TYPES, "--image-topic")
             self.gt_conn = (_typed_connection(self.reader, config.gt_topic, GT_TYPES, "--gt-topic")
                             if config.gt_topic else None)
             self.road_projections = read_bev_geometry(self.reader, _camera_info_topic(config)) if config.bev else {}
-        except BagError:
+            self.names = bag_frame_names(config.source)
+            self.stamps = _split_stamps(config, self.names) if config.split is not None else None
+            if config.gt_dir is not None:
+                if not Path(config.gt_dir).is_dir():
+                    raise DatasetError(f"--gt-dir {config.gt_dir} is not a folder")
+                self.gt_files = sorted(p for p in Path(config.gt_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                if not self.gt_files:
+                    raise DatasetError(f"no GT images in --gt-dir {config.gt_dir}")
+                if self.stamps is not None:  # GT files of frames outside --split are not unmatched
+                    chosen = {self.names[stamp] for stamp in self.stamps}
+                    self.gt_files = [p for p in self.gt_files if p.stem.replace("_road_", "_") in chosen]
+        except DatasetError:
             self.reader.close()
             raise
-        self.names = bag_frame_names(config.source)
-        self.unmatched_images = 0
-        self.unmatched_gt = 0
-        self.gt_files: list[Path] = []
-        if config.gt_dir is not None:
-            if not Path(config.gt_dir).is_dir():
-                raise DatasetError(f"--gt-dir {config.gt_dir} is not a folder")
-            self.gt_files = sorted(p for p in Path(config.gt_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not self.gt_files:
-                raise DatasetError(f"no GT images in --gt-dir {config.gt_dir}")
 
     def __len__(self) -> int:
-        return self.reader.topics[self.config.image_topic].msgcount
+        return len(self.stamps) if self.stamps is not None else self.reader.topics[self.config.image_topic].msgcount
 
     def close(self) -> None:
         self.reader.close()
@@ -156,6 +164,8 @@ class BagSource:
             except Exception as err:  # rosbags raises plain exceptions on truncated CDR
                 yield LabelledFrame(f"{conn.topic}@{time_ns}", "all", error=f"undecodable message ({err!r})")
                 continue
+            if self.stamps is not None and stamp not in self.stamps:
+                continue  # not in --split
             name = self.names.get(stamp, f"{stamp}")
             if self.gt_conn is None:  # GT from files
                 path = self._gt_path(name, order, by_name)
@@ -207,6 +217,21 @@ def _typed_connection(reader, topic: str, types: tuple[str, ...], flag: str):
         raise BagError(f"{flag} {topic} carries {conn.msgtype}, not {' or '.join(types)}; topics of that type in "
                        f"{reader.path}: {', '.join(fitting) or 'none'}")
     return conn
+
+
+def _split_stamps(config: EvalConfig, names: dict[int, str]) -> set[int]:
+    """The image stamps of the frames ``config.split`` lists, by the frame names the bag records (bags from
+    ``fcn-road-seg bag``: custom_data {stamp: name}); a bag without names, or a name it lacks, is refused."""
+    if not names:
+        raise DatasetError(f"--split needs the frame names that `fcn-road-seg bag from-kitti/from-folder` records in "
+                           f"a bag's metadata.yaml, and {config.source} has none; write the bag with `fcn-road-seg "
+                           "bag ... --split FILE`, or drop --split (--limit N takes the first N frames)")
+    wanted = set(read_split(config.split, Path(config.source)))
+    unknown = sorted(wanted - set(names.values()))
+    if unknown:
+        raise DatasetError(f"{len(unknown)} frames of split {config.split} are not in {config.source} (e.g. "
+                           f"{unknown[0]}; it has {', '.join(sorted(names.values())[:3])}, ...)")
+    return {stamp for stamp, name in names.items() if name in wanted}
 
 
 def _camera_info_topic(config: EvalConfig) -> str:

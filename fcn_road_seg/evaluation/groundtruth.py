@@ -28,6 +28,8 @@ __all__ = [
     "decode_mono8_gt",
     "encode_mono8_gt",
     "kitti_pairs",
+    "kitti_frames",
+    "kitti_gt_path",
     "kitti_calib_path",
     "category_of",
     "class_index_pairs",
@@ -103,13 +105,14 @@ def read_split(split: str | Path, root: Path) -> list[str]:
     split_file = Path(split) if Path(split).is_file() else root / split
     if not split_file.is_file():
         raise DatasetError(f"split list {split} not found (looked in {root} too); give e.g. --split test.txt")
-    return [Path(line).stem for line in split_file.read_text().split()]
+    names = [Path(line).stem for line in split_file.read_text().split()]
+    if not names:
+        raise DatasetError(f"split file {split_file} is empty; list one frame name per line (e.g. um_000000)")
+    return names
 
 
-def kitti_pairs(root: str | Path, split: str | Path | None = None) -> list[tuple[Path, Path]]:
-    """(image, road GT) pairs of a KITTI ``data_road/training`` folder, sorted, optionally only the frames of a
-    split list; images without GT raise. GT is ``<cat>_road_<idx>.png`` whatever the image's suffix (JPEG
-    copies of the images keep PNG GT)."""
+def _kitti_images(root: str | Path, split: str | Path | None) -> list[Path]:
+    """The images of a KITTI ``data_road/training`` folder, sorted, or those of a split list in its order."""
     train = _training_dir(Path(root))
     images = sorted(p for p in (train / "image_2").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if split is not None:
@@ -122,18 +125,36 @@ def kitti_pairs(root: str | Path, split: str | Path | None = None) -> list[tuple
         images = [by_stem[n] for n in wanted]
     if not images:
         raise DatasetError(f"no images in {train / 'image_2'}")
-    pairs, missing = [], []
-    for image in images:
-        category, _, index = image.stem.partition("_")
-        candidates = [train / "gt_image_2" / f"{category}_road_{index}{suffix}" for suffix in (".png", image.suffix)]
-        gt = next((c for c in candidates if c.is_file()), None)
-        (pairs.append((image, gt)) if gt is not None else missing.append(image.name))
+    return images
+
+
+def kitti_gt_path(image: Path) -> Path | None:
+    """The road GT file of a KITTI image (``gt_image_2/<cat>_road_<idx>``, PNG whatever the image's suffix:
+    JPEG copies of the images keep PNG GT), when present."""
+    category, _, index = image.stem.partition("_")
+    gt_dir = image.parent.parent / "gt_image_2"
+    return next((c for c in (gt_dir / f"{category}_road_{index}{s}" for s in (".png", image.suffix)) if c.is_file()),
+                None)
+
+
+def kitti_frames(root: str | Path, split: str | Path | None = None) -> list[tuple[Path, Path | None]]:
+    """(image, road GT or None) of a KITTI folder, optionally only a split list's frames; raises when no image
+    has GT (KITTI testing/)."""
+    frames = [(image, kitti_gt_path(image)) for image in _kitti_images(root, split)]
+    if all(gt is None for _, gt in frames):
+        raise DatasetError(f"none of the {len(frames)} images in {frames[0][0].parent} has road GT in gt_image_2/ "
+                           f"(e.g. {frames[0][0].name}); KITTI testing/ has no GT, evaluate the training/ folder")
+    return frames
+
+
+def kitti_pairs(root: str | Path, split: str | Path | None = None) -> list[tuple[Path, Path]]:
+    """(image, road GT) pairs of a KITTI folder for training; an image without GT raises."""
+    frames = [(image, kitti_gt_path(image)) for image in _kitti_images(root, split)]
+    missing = [image.name for image, gt in frames if gt is None]
     if missing:
-        raise DatasetError(
-            f"{len(missing)} of {len(images)} images in {train / 'image_2'} have no road GT in gt_image_2/ "
-            f"(e.g. {missing[0]}); KITTI testing/ has no GT, evaluate the training/ folder"
-        )
-    return pairs
+        raise DatasetError(f"{len(missing)} of {len(frames)} images in {frames[0][0].parent} have no road GT in "
+                           f"gt_image_2/ (e.g. {missing[0]}); add it, or leave those frames out with a split list")
+    return frames
 
 
 def kitti_calib_path(image: Path) -> Path | None:
@@ -142,8 +163,9 @@ def kitti_calib_path(image: Path) -> Path | None:
     return calib if calib.is_file() else None
 
 
-def class_index_pairs(root: str | Path, split: str | None = None) -> list[tuple[Path, Path]]:
-    """(image, label) pairs of a class-index folder (``images/`` + ``labels/``), optionally from a split list."""
+def class_index_pairs(root: str | Path, split: str | None = None) -> list[tuple[Path, Path | None]]:
+    """(image, label or None) of a class-index folder (``images/`` + ``labels/``), optionally from a split list;
+    raises when no image has a label."""
     root = Path(root)
     images_dir, labels_dir = root / "images", root / "labels"
     if not images_dir.is_dir() or not labels_dir.is_dir():
@@ -154,11 +176,11 @@ def class_index_pairs(root: str | Path, split: str | None = None) -> list[tuple[
     else:
         names = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not names:
-        raise DatasetError(f"no images listed in {split or images_dir}")
-    missing = [n for n in names if not (labels_dir / n).is_file()]
-    if missing:
-        raise DatasetError(f"{len(missing)} of {len(names)} images have no label in {labels_dir} (e.g. {missing[0]})")
-    return [(images_dir / n, labels_dir / n) for n in names]
+        raise DatasetError(f"no images in {images_dir}")
+    pairs = [(images_dir / n, labels_dir / n if (labels_dir / n).is_file() else None) for n in names]
+    if all(label is None for _, label in pairs):
+        raise DatasetError(f"none of the {len(names)} images has a label in {labels_dir} (e.g. {names[0]})")
+    return pairs
 
 
 @dataclass
@@ -175,7 +197,9 @@ class FolderSource:
     def __post_init__(self) -> None:
         if self.layout not in ("kitti", "class-index"):
             raise ValueError(f"layout must be 'kitti' or 'class-index', got {self.layout!r}")
-        self.pairs = (kitti_pairs(self.root, self.split) if self.layout == "kitti"
+        # an image without GT stays in ``pairs`` (GT None) and is yielded as an error frame: counted, listed
+        # and skipped like an undecodable one
+        self.pairs = (kitti_frames(self.root, self.split) if self.layout == "kitti"
                       else class_index_pairs(self.root, self.split))
 
     def __len__(self) -> int:
@@ -186,6 +210,9 @@ class FolderSource:
             name = image_path.stem
             category = category_of(name)
             try:
+                if gt_path is None:
+                    raise InputImageError(f"no ground truth for {image_path.name} "
+                                          f"({'gt_image_2/' if self.layout == 'kitti' else 'labels/'})")
                 image = read_bgr(image_path)
                 road, valid = self.read_gt(gt_path)
                 if road.shape != image.shape[:2]:

@@ -11,13 +11,12 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..errors import DatasetError
 from ..outputs import write_figure, write_image, write_json, write_text
 from .metrics import mask_threshold
-from .streaming import Evaluation
+from .streaming import LABEL_HEIGHT, Evaluation, label_banner
 from ..wording import plural
 
 __all__ = ["write_report", "machine_info", "REPORT_FILES"]
@@ -88,12 +87,12 @@ def _montage(ev: Evaluation, path: Path) -> bool:
         return False
     height = max(t.shape[0] for row in rows for t in row)
     width = max(len(r) for r in rows) * rows[0][0].shape[1]
-    canvas = np.full((2 * (height + 24), width, 3), 255, np.uint8)
+    canvas = np.full((2 * (height + LABEL_HEIGHT), width, 3), 255, np.uint8)
     for r, (title, row) in enumerate(zip(("best (highest IoU)", "worst (lowest IoU)"), rows)):
-        y = r * (height + 24)
-        cv2.putText(canvas, title, (6, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        y = r * (height + LABEL_HEIGHT)
+        canvas[y:y + LABEL_HEIGHT] = label_banner(title, width)
         for c, tile in enumerate(row):
-            canvas[y + 24:y + 24 + tile.shape[0], c * tile.shape[1]:(c + 1) * tile.shape[1]] = tile
+            canvas[y + LABEL_HEIGHT:y + LABEL_HEIGHT + tile.shape[0], c * tile.shape[1]:(c + 1) * tile.shape[1]] = tile
     write_image(path, canvas)
     return True
 

@@ -15,9 +15,10 @@ import numpy as np
 
 from .metrics import RoadMetrics, quantize_probability
 
-__all__ = ["LatencyHistogram", "Evaluation", "frame_iou", "error_tile", "TILE_WIDTH"]
+__all__ = ["LatencyHistogram", "Evaluation", "frame_iou", "error_tile", "label_banner", "TILE_WIDTH", "LABEL_HEIGHT"]
 
 TILE_WIDTH = 400
+LABEL_HEIGHT = 24  # the white strip above each tile that carries its name and IoU
 _LAT_EDGES = np.geomspace(1e-3, 1e5, 1601)  # ms; neighbouring edges differ by 1.2 %
 
 
@@ -55,7 +56,8 @@ def frame_iou(q: np.ndarray, road: np.ndarray, valid: np.ndarray, threshold: flo
 
 def error_tile(q: np.ndarray, road: np.ndarray, valid: np.ndarray, threshold: float, image: np.ndarray | None,
                label: str) -> np.ndarray:
-    """Downscaled BGR picture of one frame: TP green, FP red, FN blue over the image (grey GT without one)."""
+    """Downscaled BGR picture of one frame (TP green, FP red, FN blue over the image, grey GT without one) under a
+    banner with ``label``."""
     pred = q >= int(np.ceil(threshold * 255 - 1e-9))
     base = image if image is not None else cv2.cvtColor(np.where(valid, 96, 0).astype(np.uint8), cv2.COLOR_GRAY2BGR)
     colour = np.zeros_like(base)
@@ -65,9 +67,15 @@ def error_tile(q: np.ndarray, road: np.ndarray, valid: np.ndarray, threshold: fl
     tinted = np.where(colour.any(axis=2, keepdims=True), cv2.addWeighted(base, 0.45, colour, 0.55, 0), base)
     h, w = tinted.shape[:2]
     tile = cv2.resize(tinted, (TILE_WIDTH, max(1, round(h * TILE_WIDTH / w))), interpolation=cv2.INTER_AREA)
-    cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return tile
+    return np.vstack([label_banner(label, TILE_WIDTH), tile])
+
+
+def label_banner(text: str, width: int) -> np.ndarray:
+    """``text`` in black on a white strip ``LABEL_HEIGHT`` px high: readable over any frame. (Outlined text
+    drawn on the picture came out garbled with OpenCV 5, whose glyph advance depends on the stroke thickness.)"""
+    banner = np.full((LABEL_HEIGHT, width, 3), 255, np.uint8)
+    cv2.putText(banner, text, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return banner
 
 
 @dataclass

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FcnRoadSegError, ModelError
+from ..errors import FcnRoadSegError, InputImageError, ModelError
+from ..images import list_images
 from ..outputs import write_image
 from ..progress import Progress
 from ..wording import plural
@@ -79,6 +80,11 @@ class DemoReport:
 
 def run_demo(config: DemoConfig) -> DemoReport:
     """Run publisher, node and collector until ``frames`` overlays arrived or ``seconds`` passed."""
+    if config.images is not None:  # a missing or empty folder is said before the model loads
+        try:
+            list_images([config.images])
+        except InputImageError as err:
+            raise InputImageError(f"--images: {err}; give a folder of PNG/JPG frames") from err
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # a demo stays on this machine
     try:
         import rclpy

@@ -58,6 +58,7 @@ class ImageFolderPublisher(Node):
             self.destroy_node()
             raise
         self._cache: dict[Path, Image] = {}
+        self._unreadable: set[Path] = set()  # logged once, then skipped
         self._next = 0
         self.published = 0
         self._sources: OrderedDict[tuple[int, int], Path] = OrderedDict()
@@ -77,19 +78,28 @@ class ImageFolderPublisher(Node):
     def _tick(self) -> None:
         if self.published == 0 and self.publisher.get_subscription_count() < self.wait_for:
             return
-        if self._next >= len(self.paths):
-            if not self.loop:
+        while True:
+            if len(self._unreadable) == len(self.paths):
                 self.timer.cancel()
-                self.get_logger().info(f"published all {len(self.paths)} images; not looping")
+                self.get_logger().error(f"none of the {len(self.paths)} images is readable; publishing nothing")
                 return
-            self._next = 0
-        path = self.paths[self._next]
-        self._next += 1
-        try:
-            msg = self._frame(path)
-        except FcnRoadSegError as err:
-            self.get_logger().error(f"skipping {path}: {err}")
-            return
+            if self._next >= len(self.paths):
+                if not self.loop:
+                    self.timer.cancel()
+                    self.get_logger().info(f"published all {len(self.paths)} images; not looping")
+                    return
+                self._next = 0
+            path = self.paths[self._next]
+            self._next += 1
+            if path in self._unreadable:  # said once, when first read; the next frame goes out instead
+                continue
+            try:
+                msg = self._frame(path)
+                break
+            except FcnRoadSegError as err:
+                self._unreadable.add(path)
+                self.get_logger().error(f"skipping {path}, now and on later loops: {err}")
+                return
         msg.header.stamp = self.get_clock().now().to_msg()
         self.publisher.publish(msg)
         self.published += 1

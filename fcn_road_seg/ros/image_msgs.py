@@ -19,7 +19,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from ..errors import InputImageError
+from ..errors import FrameSizeError, InputImageError, UnsupportedEncodingError
 from ..images import decode_bgr
 
 try:  # a system ROS 2 install ships cv_bridge; the PyPI wheels do not
@@ -75,13 +75,13 @@ def _checked_raw(msg: Image) -> Image | _PackedImage:
     """Validate encoding, size and step; drop row padding if there is any."""
     bpp = _BYTES_PER_PIXEL.get(msg.encoding)
     if bpp is None:
-        raise InputImageError(
+        raise UnsupportedEncodingError(
             f"{describe(msg)}: unsupported encoding; supported: {', '.join(SUPPORTED_ENCODINGS)} "
             "(convert 16-bit/depth/other formats to an 8-bit colour encoding before this node)"
         )
     row = msg.width * bpp
     if msg.width == 0 or msg.height == 0 or msg.step < row or len(msg.data) != msg.step * msg.height:
-        raise InputImageError(
+        raise FrameSizeError(
             f"{describe(msg)}: step {msg.step} and {len(msg.data)} data bytes do not match the size "
             f"(need step >= {row} and step x height bytes); fix the publisher's width/height/step"
         )
@@ -113,7 +113,8 @@ def compressed_to_bgr(msg: CompressedImage) -> np.ndarray:
     InputImageError instead of decoding with its missing part filled in.
     """
     if "compresseddepth" in msg.format.lower():
-        raise InputImageError(f"{describe(msg)}: depth images cannot be segmented; subscribe to a colour topic")
+        raise UnsupportedEncodingError(f"{describe(msg)}: depth images cannot be segmented; subscribe to a colour "
+                                       "topic")
     return decode_bgr(bytes(msg.data), describe(msg), warn=False)
 
 

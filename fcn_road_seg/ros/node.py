@@ -29,10 +29,11 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..backends import BACKENDS
+from ..backends import BACKENDS, fallback_reason
 from ..errors import FcnRoadSegError, InputImageError, ModelError
 from ..evaluation.metrics import quantize_probability
 from ..pipeline import RoadSegmenter
+from .bad_frames import CAUSES, BadFrames, cause_of
 from .bev_grid import BevGridPublisher
 from .camera_faults import CameraFaultCheck, FaultLimits
 from .image_msgs import CONVERTER, array_to_image, describe, message_to_bgr
@@ -160,6 +161,7 @@ class _Stats:
         self.received = self.processed = self.dropped = self.bad_frames = self.errors = self.idle = 0
         self.camera_faults = 0
         self.fault: str | None = None  # the camera fault of the newest frame looked at; None once a frame is fine
+        self.bad = BadFrames()  # bad frames and pipeline errors per cause (bad_frames.py)
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.pipeline_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.done_at: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -171,6 +173,7 @@ class _Stats:
             self.latency_ms.append(latency_ms)
             self.pipeline_ms.append(pipeline_ms)
             now = time.monotonic()
+            self.bad.good(now)
             self.done_at.append(now)
             if self.first_done is None:
                 self.first_done = now
@@ -178,6 +181,15 @@ class _Stats:
     def count(self, field: str) -> None:
         with self.lock:
             setattr(self, field, getattr(self, field) + 1)
+
+    def bad_frame(self, cause: str) -> bool:
+        """Count a bad frame ("bad_frames") or pipeline error ("errors") under ``cause``; True: log it."""
+        with self.lock:
+            if cause == "pipeline_error":
+                self.errors += 1
+            else:
+                self.bad_frames += 1
+            return self.bad.bad(cause, time.monotonic())
 
     def snapshot(self, window_s: float = 5.0) -> dict[str, float]:
         """Counters, output rate over the last ``window_s`` (or since the first frame) and latency
@@ -192,6 +204,8 @@ class _Stats:
             snap = {k: getattr(self, k) for k in ("received", "processed", "dropped", "bad_frames", "camera_faults",
                                                   "errors", "idle")}
             snap["camera_fault"] = self.fault or "none"
+            snap.update({f"bad_frames_{cause}": self.bad.counts[cause] for cause in CAUSES})
+            snap["bad_frames_warning"] = self.bad.warning(now) or "none"
         snap["rate_hz"] = recent / span
         nan = float("nan")
         snap["latency_p50_ms"] = float(np.percentile(latency, 50)) if latency is not None else nan
@@ -242,6 +256,10 @@ class RoadSegmentationNode(Node):
         self._worker.start()
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         contract = self._segmenter.contract
+        reason = fallback_reason(self._segmenter.backend)
+        if reason:
+            self.get_logger().warn(f"{reason}: using ONNX Runtime (set backend:=onnxruntime to choose it without "
+                                   "trying TensorRT; docs/tensorrt.md installs TensorRT)")
         self.get_logger().info(
             f"segmenting {self.input_topic} ({self.config.input_transport}, {self.config.input_qos} QoS) with "
             f"{self._segmenter.backend.name} on {self._segmenter.backend.device}: {contract.variant} "
@@ -326,9 +344,8 @@ class RoadSegmentationNode(Node):
             try:
                 self._process(*item)
             except Exception as err:  # keep serving frames whatever one frame did; say what happened
-                self._stats.count("errors")
-                self.get_logger().error(f"pipeline failed on a frame from {self.input_topic}: {err!r}",
-                                        throttle_duration_sec=ERROR_THROTTLE_S)
+                if self._stats.bad_frame("pipeline_error"):
+                    self.get_logger().error(f"pipeline failed on a frame from {self.input_topic}: {err!r}")
             rate = self._live.max_rate_hz
             not_before = started + 1.0 / rate if rate > 0 else 0.0
 
@@ -350,9 +367,9 @@ class RoadSegmentationNode(Node):
             result = segmenter.segment(frame, color_order="bgr",
                                        overlay_alpha=live.overlay_alpha if want_overlay else None)
         except InputImageError as err:
-            self._stats.count("bad_frames")
-            self.get_logger().error(f"bad frame on {self.input_topic} ({describe(msg)}): {err}",
-                                    throttle_duration_sec=ERROR_THROTTLE_S)
+            cause = cause_of(err)
+            if self._stats.bad_frame(cause):  # each cause's first, then at most one per cause every LOG_EVERY_S
+                self.get_logger().error(f"bad frame on {self.input_topic} ({describe(msg)}): {err} [{cause}]")
             return
         header = msg.header
         if want_mask:
@@ -404,9 +421,8 @@ class RoadSegmentationNode(Node):
             status.message = f"camera fault, no masks published: {snap['camera_fault']}"
         elif snap["received"] == 0:
             status.level, status.message = DiagnosticStatus.WARN, f"no frames received on {self.input_topic}"
-        elif snap["bad_frames"] or snap["errors"]:
-            status.level = DiagnosticStatus.WARN
-            status.message = f"{snap['bad_frames']} bad frames, {snap['errors']} pipeline errors so far"
+        elif snap["bad_frames_warning"] != "none":
+            status.level, status.message = DiagnosticStatus.WARN, snap["bad_frames_warning"]
         else:
             status.level, status.message = DiagnosticStatus.OK, f"{snap['rate_hz']:.1f} Hz"
         contract = segmenter.contract

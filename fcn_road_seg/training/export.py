@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..contract import DEFAULT_OPSET, IR_VERSION, ModelContract
+from ..contract import DEFAULT_OPSET, IR_VERSION, ModelContract, check_model_file
 from ..errors import ModelError
 from ..outputs import check_writable, replacing
 from .calibrate import Calibration
@@ -54,12 +54,8 @@ class DeployableFCN(nn.Module):
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a training checkpoint safely (``weights_only=True``) and check its keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"checkpoint not found: {path}; train one with `fcn-road-seg train`")
-    if path.suffix.lower() in (".onnx", ".plan", ".engine"):
-        raise ModelError(f"{path} is an exported model, not a training checkpoint; export takes the .pt file "
-                         "a training run wrote (e.g. RUN/best.pt); `fcn-road-seg model-info MODEL` shows a model")
+    path = check_model_file(path, "checkpoint", "export takes the .pt file a training run wrote (e.g. RUN/best.pt; "
+                            "`fcn-road-seg train` makes one); `fcn-road-seg model-info MODEL` shows an exported model")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -80,8 +76,9 @@ def contract_for(
     default_threshold: float = 0.5,
     calibration: Calibration | None = None,
 ) -> ModelContract:
-    """The contract an exported model of this architecture and size carries. With a calibration, the
-    metrics' ``threshold_maxf`` is moved to where the calibrated probability puts it."""
+    """The contract an exported model of this architecture and size carries; ``metrics`` are labelled as
+    measured at this size. With a calibration, the metrics' ``threshold_maxf`` is moved to where the calibrated
+    probability puts it."""
     metrics = dict(metrics or {})
     if calibration is not None and "threshold_maxf" in metrics:
         metrics["threshold_maxf"] = calibration.apply(metrics["threshold_maxf"])
@@ -94,6 +91,7 @@ def contract_for(
         fc_width=config.fc_width,
         training_data=training_data,
         metrics=metrics,
+        metrics_input_size=[int(input_size[0]), int(input_size[1])] if metrics else [],
         default_threshold=default_threshold,
         calibration=calibration.as_dict() if calibration is not None else {},
         package_version=__version__,
@@ -195,6 +193,13 @@ def export_checkpoint(
     if len(size) != 2:
         raise ModelError(f"{checkpoint} does not record its input size; pass --input-size H W")
     norm = ckpt.get("normalization") or config.normalization
+    metrics = ckpt.get("metrics") or {}
+    trained = [int(v) for v in ckpt.get("input_size", ())]
+    if metrics and [int(v) for v in size] != trained:  # another size scores differently: measure, do not copy
+        measured = "x".join(map(str, trained)) if trained else "an unrecorded size"
+        log.info("the checkpoint's validation metrics (measured at %s) are not copied into this %dx%d export; "
+                 "`fcn-road-seg evaluate` measures the exported model", measured, *size)
+        metrics = {}
     calibration = None
     if calibrate_on is not None:
         from .calibrate import calibrate
@@ -207,7 +212,7 @@ def export_checkpoint(
         size,
         normalization=norm,
         training_data=ckpt.get("training_data", "unknown"),
-        metrics=ckpt.get("metrics"),
+        metrics=metrics,
         calibration=calibration,
     )
     return export_onnx(net.eval(), contract, out_path, opset=opset, calibration=calibration)
