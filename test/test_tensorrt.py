@@ -17,10 +17,10 @@ from fcn_road_seg.contract import ModelContract
 from fcn_road_seg.trt.calibration import calibration_batches, calibration_images
 from fcn_road_seg.trt.engine import BuildOptions
 from fcn_road_seg.errors import BackendUnavailableError, DatasetError, EngineMismatchError, ModelError
+from fcn_road_seg.outputs import write_bytes
 from fcn_road_seg.trt.plan import (
     EngineSidecar,
     GpuInfo,
-    atomic_write_bytes,
     cached_plan_path,
     check_compatible,
     exclusive_lock,
@@ -142,7 +142,7 @@ def test_atomic_write_never_exposes_a_partial_file(tmp_path):
 
     with ThreadPoolExecutor(5) as pool:
         watch = pool.submit(reader)
-        list(pool.map(lambda p: [atomic_write_bytes(target, p) for _ in range(5)], payloads))
+        list(pool.map(lambda p: [write_bytes(target, p) for _ in range(5)], payloads))
         stop.set()
         watch.result()
     assert target.read_bytes() in payloads and seen
@@ -158,7 +158,7 @@ def test_exclusive_lock_serialises_concurrent_builders(tmp_path):
             events.append(("enter", tag))
             if not target.exists():  # the first builds; the rest find the plan
                 time.sleep(0.2)
-                atomic_write_bytes(target, tag.encode())
+                write_bytes(target, tag.encode())
             events.append(("leave", tag))
 
     threads = [threading.Thread(target=builder, args=(t,)) for t in "abc"]

@@ -11,7 +11,7 @@ import pytest
 from trt_fakes import RELEASES, install
 from trt_fakes.fixtures import fakes  # noqa: F401 - the fixture
 
-from fcn_road_seg.backends import open_backend
+from fcn_road_seg.backends import fallback_reason, open_backend
 from fcn_road_seg.backends.tensorrt import TensorRTBackend
 from fcn_road_seg.cli import main as cli
 from fcn_road_seg.errors import EngineMismatchError, TensorRTError
@@ -169,9 +169,11 @@ def test_unwritable_cache_folder_is_a_clear_error_and_auto_falls_back(fakes, tin
         backend = open_backend(tiny_onnx, "auto")
     backend.close()
     assert backend.name != "tensorrt" and backend.device.startswith("cpu")
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "FCN_ROAD_SEG_CACHE" in warnings[0].getMessage()
+    # The library stays quiet (issue 22: the CLI says it at INFO, the node once as a WARN); the reason it
+    # hands them names the cache folder's setting.
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert "FCN_ROAD_SEG_CACHE" in backend.selection
+    assert "FCN_ROAD_SEG_CACHE" in fallback_reason(backend)
 
 
 def test_fp16_copy_keeps_the_calibrated_head_in_float32(tmp_path):

@@ -9,7 +9,6 @@ one fails (each failure named), 130 on Ctrl-C (no report written).
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import tempfile
@@ -18,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import FcnRoadSegError
+from ..errors import FcnRoadSegError, OutputError
+from ..outputs import write_json
 from ..wording import plural
 from .compare import Frame, Measurement, compare, measure
 from .environment import (cache_facts, gpu_facts, install_line, package_versions, platform_facts, tensorrt_facts,
@@ -192,12 +192,11 @@ def _check_json_path(path: Path) -> str | None:
 
 
 def _write_json(path: Path, report: dict) -> str | None:
-    from ..trt.plan import atomic_write_bytes
-
     try:
-        atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
-    except OSError as err:
-        return f"{err.strerror or err}"
+        write_json(path, report)
+    except OutputError as err:
+        cause = err.__cause__
+        return f"{cause.strerror or cause}" if isinstance(cause, OSError) else str(err)
     return None
 
 

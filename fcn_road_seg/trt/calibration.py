@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import ModelContract
-from ..errors import DatasetError, InputImageError, TensorRTError
-from .plan import atomic_write_bytes
+from ..errors import DatasetError, InputImageError, OutputError, TensorRTError
+from ..outputs import write_bytes
 
 __all__ = ["calibration_images", "calibration_batches", "calibration_cache_key", "entropy_calibrator"]
 
@@ -102,8 +102,8 @@ def entropy_calibrator(trt, images: list[Path], contract: ModelContract, cache_p
 
         def write_calibration_cache(self, cache) -> None:
             try:
-                atomic_write_bytes(cache_path, cache_key + bytes(cache))
-            except OSError as err:  # the engine is fine; only the next build calibrates again
+                write_bytes(cache_path, cache_key + bytes(cache))
+            except OutputError as err:  # the engine is fine; only the next build calibrates again
                 log.warning("could not save the INT8 calibration cache %s (%s); make %s writable or pass "
                             "--calib-cache PATH", cache_path, err, cache_path.parent)
                 return

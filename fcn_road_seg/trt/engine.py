@@ -40,14 +40,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..contract import ModelContract, read_onnx_contract
-from ..errors import BackendUnavailableError, FcnRoadSegError, InputImageError, ModelError, TensorRTError
+from ..errors import (BackendUnavailableError, FcnRoadSegError, InputImageError, ModelError, OutputError,
+                      TensorRTError)
+from ..outputs import write_bytes
 from .calibration import calibration_cache_key, calibration_images, entropy_calibrator
 from .callbacks import progress_monitor, trt_logger
 from .plan import (
     PRECISIONS,
     EngineSidecar,
     GpuInfo,
-    atomic_write_bytes,
     cache_folder_error,
     cached_plan_path,
     exclusive_lock,
@@ -177,9 +178,9 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, options: BuildOpt
     )
     try:
         write_sidecar(plan_path, sidecar)  # sidecar first: whoever sees the plan also finds its sidecar
-        atomic_write_bytes(plan_path, plan)
-    except OSError as err:
-        raise cache_folder_error(plan_path.parent, err, "write the engine to") from err
+        write_bytes(plan_path, plan)
+    except OutputError as err:
+        raise cache_folder_error(plan_path.parent, err.__cause__ or err, "write the engine to") from err
     log.info("wrote %s (%.1f MB) and %s", plan_path, len(plan) / 1e6, sidecar_path(plan_path).name)
     return plan_path
 
@@ -294,8 +295,8 @@ def _save_timing_cache(cache, path: Path) -> None:
     if cache is None:
         return
     try:
-        atomic_write_bytes(path, bytes(cache.serialize()))
-    except OSError as err:
+        write_bytes(path, bytes(cache.serialize()))
+    except OutputError as err:
         log.warning("could not save the timing cache %s (%s); the next build re-times its layers (make %s "
                     "writable, or set FCN_ROAD_SEG_CACHE)", path, err, path.parent)
 

@@ -12,13 +12,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..contract import ModelContract
 from ..errors import EngineMismatchError, ModelError, TensorRTError
+from ..outputs import write_bytes
 
 __all__ = [
     "PRECISIONS",
@@ -30,7 +30,6 @@ __all__ = [
     "write_sidecar",
     "check_compatible",
     "file_sha256",
-    "atomic_write_bytes",
     "cache_dir",
     "cached_plan_path",
     "timing_cache_path",
@@ -120,7 +119,7 @@ def read_sidecar(plan: str | Path) -> EngineSidecar:
 
 def write_sidecar(plan: str | Path, sidecar: EngineSidecar) -> Path:
     path = sidecar_path(plan)
-    atomic_write_bytes(path, sidecar.to_json().encode())
+    write_bytes(path, sidecar.to_json().encode())
     return path
 
 
@@ -161,26 +160,6 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename over ``path``.
-
-    Readers see either the old file or the complete new one, never a partial write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def cache_dir() -> Path:
