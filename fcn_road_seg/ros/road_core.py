@@ -1,0 +1,235 @@
+"""The road_segmentation node's processing, shared by its node classes: parameters, the newest-frame hand-off,
+the worker thread that converts, checks, segments and publishes, and ``/diagnostics``.
+
+``RoadSegmentationCore`` is mixed into an rclpy ``Node``; the node class decides when the model is opened and
+the topics are created. Threading (see docs/architecture.md): the subscription callback only keeps the newest
+message (the one it replaces is counted as dropped) and wakes the worker; one worker thread converts the
+frame, runs the RoadSegmenter and publishes the outputs nobody ignores.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image
+
+from ..errors import FcnRoadSegError, InputImageError, ModelError
+from ..evaluation.metrics import quantize_probability
+from ..pipeline import RoadSegmenter
+from .camera_faults import CameraFaultCheck
+from .frame_stats import FrameStats
+from .image_msgs import CONVERTER, array_to_image, describe, message_to_bgr
+from .road_params import DEFAULTS, LIVE, LiveSettings, NodeConfig, check_parameter
+
+__all__ = ["RoadSegmentationCore", "DIAGNOSTICS_PERIOD_S", "ERROR_THROTTLE_S"]
+
+DIAGNOSTICS_PERIOD_S = 1.0
+ERROR_THROTTLE_S = 5.0
+
+
+class RoadSegmentationCore:
+    """Segmentation behaviour of a ``road_segmentation`` node; mix into an rclpy ``Node`` (listed first)."""
+
+    def _init_core(self) -> None:
+        """The state the worker, callbacks and diagnostics share (before any parameter or topic)."""
+        self._stats = FrameStats()
+        self._cond = threading.Condition()
+        self._pending: tuple[Image | CompressedImage, float] | None = None
+        self._stopping = False
+        self._worker: threading.Thread | None = None
+        self._segmenter: RoadSegmenter | None = None
+        self._faults = CameraFaultCheck()
+
+    # -- set-up ------------------------------------------------------------------------------------------
+    def _read_config(self) -> NodeConfig:
+        values = {name: self.get_parameter(name).value for name in NodeConfig.__dataclass_fields__}
+        for name, value in values.items():
+            reason = check_parameter(name, value)
+            if reason:
+                raise ValueError(f"parameter {reason}")
+        return NodeConfig(**values)
+
+    def _read_live(self, changed: dict | None = None) -> LiveSettings:
+        values = {name: self.get_parameter(name).value for name in LIVE}
+        values.update(changed or {})
+        for name, value in values.items():
+            reason = check_parameter(name, value)
+            if reason:
+                raise ValueError(f"parameter {reason}")
+        return LiveSettings(**values)
+
+    def _open_segmenter(self) -> RoadSegmenter:
+        model = self.config.model or None
+        try:
+            return RoadSegmenter(model, backend=self.config.backend, precision=self.config.precision)
+        except FcnRoadSegError as err:
+            raise ModelError(
+                f"cannot open the road model ({err}). Fix: set the 'model' parameter to an exported .onnx or "
+                "TensorRT plan, e.g. `ros2 run fcn_road_seg road_seg_node --ros-args -p model:=/path/model.onnx` "
+                "(`fcn-road-seg model-path` shows the shipped one)"
+            ) from err
+
+    # -- parameters ------------------------------------------------------------------------------------------
+    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for param in params:
+            if param.name in DEFAULTS:
+                reason = check_parameter(param.name, param.value)
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        live = {p.name: p.value for p in params if p.name in LIVE}
+        if live:
+            self._live = self._read_live(live)
+            self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v}" for k, v in live.items()))
+            with self._cond:
+                self._cond.notify()  # a new max_rate_hz takes effect now
+
+    # -- input ----------------------------------------------------------------------------------------------
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        """Keep only the newest frame; never blocks on inference."""
+        received = time.monotonic()
+        with self._cond:
+            replaced = self._pending is not None
+            self._pending = (msg, received)
+            self._cond.notify()
+        with self._stats.lock:
+            self._stats.received += 1
+            self._stats.dropped += replaced
+
+    def _next_frame(self, not_before: float) -> tuple[Image | CompressedImage, float] | None:
+        """Wait for a frame (and for ``not_before``, the rate cap); None when stopping."""
+        with self._cond:
+            while not self._stopping:
+                delay = not_before - time.monotonic() if self._live.max_rate_hz > 0 else 0.0
+                if self._pending is not None and delay <= 0:
+                    item, self._pending = self._pending, None
+                    return item
+                self._cond.wait(timeout=delay if self._pending is not None else None)
+            return None
+
+    # -- worker -----------------------------------------------------------------------------------------------
+    def _run_worker(self) -> None:
+        not_before = 0.0
+        while (item := self._next_frame(not_before)) is not None:
+            started = time.monotonic()
+            try:
+                self._process(*item)
+            except Exception as err:  # keep serving frames whatever one frame did; say what happened
+                self._stats.count("errors")
+                self.get_logger().error(f"pipeline failed on a frame from {self.input_topic}: {err!r}",
+                                        throttle_duration_sec=ERROR_THROTTLE_S)
+            rate = self._live.max_rate_hz
+            not_before = started + 1.0 / rate if rate > 0 else 0.0
+
+    def _process(self, msg: Image | CompressedImage, received: float) -> None:
+        live = self._live
+        want_mask = self.mask_pub.get_subscription_count() > 0
+        want_overlay = live.publish_overlay and self.overlay_pub.get_subscription_count() > 0
+        want_probability = live.publish_probability and self.probability_pub.get_subscription_count() > 0
+        want_bev = self.bev.wanted()
+        if not (want_mask or want_overlay or want_probability or want_bev):
+            self._stats.count("idle")
+            return
+        segmenter = self._segmenter
+        segmenter.threshold = live.threshold or segmenter.contract.default_threshold
+        try:
+            frame = message_to_bgr(msg)
+            if not self._usable(frame, msg, live):
+                return
+            result = segmenter.segment(frame, color_order="bgr",
+                                       overlay_alpha=live.overlay_alpha if want_overlay else None)
+        except InputImageError as err:
+            self._stats.count("bad_frames")
+            self.get_logger().error(f"bad frame on {self.input_topic} ({describe(msg)}): {err}",
+                                    throttle_duration_sec=ERROR_THROTTLE_S)
+            return
+        header = msg.header
+        if want_mask:
+            self.mask_pub.publish(array_to_image(result.mask, "mono8", header))
+        if want_overlay:
+            self.overlay_pub.publish(array_to_image(result.overlay, "bgr8", header))
+        if want_probability:
+            self.probability_pub.publish(array_to_image(quantize_probability(result.probability), "mono8", header))
+        if want_bev:
+            self.bev.publish(result.probability, segmenter.threshold, header)
+        self._stats.finished((time.monotonic() - received) * 1e3, sum(result.timings_ms.values()))
+
+    def _usable(self, frame: np.ndarray, msg: Image | CompressedImage, live: LiveSettings) -> bool:
+        """False (counted, logged, no output) for a frame with a camera fault; tracks while the fault lasts."""
+        fault = self._faults.check(frame, msg.data, live.fault_limits)
+        with self._stats.lock:
+            previous, self._stats.fault = self._stats.fault, fault
+            self._stats.camera_faults += fault is not None
+        if fault is None:
+            if previous is not None:
+                self.get_logger().info(f"camera fault cleared on {self.input_topic}; segmenting again")
+        elif previous is None:
+            self.get_logger().error(f"camera fault on {self.input_topic}: {fault}; publishing no masks until it clears")
+        else:
+            self.get_logger().warn(f"camera fault continues on {self.input_topic}: {fault}",
+                                   throttle_duration_sec=ERROR_THROTTLE_S)
+        return fault is None
+
+    @property
+    def segmenter(self) -> RoadSegmenter:
+        """The pipeline this node runs (its backend, contract and current threshold)."""
+        return self._segmenter
+
+    # -- diagnostics --------------------------------------------------------------------------------------------
+    def stats(self) -> dict[str, float]:
+        """Counters and timings as published on /diagnostics."""
+        return self._stats.snapshot()
+
+    def _publish_diagnostics(self) -> None:
+        segmenter = self._segmenter
+        if segmenter is None:  # shutting down
+            return
+        snap = self.stats()
+        backend = segmenter.backend
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: road segmentation",
+                                  hardware_id=f"{backend.name}/{backend.device}")
+        if snap["camera_fault"] != "none":
+            status.level = DiagnosticStatus.ERROR
+            status.message = f"camera fault, no masks published: {snap['camera_fault']}"
+        elif snap["received"] == 0:
+            status.level, status.message = DiagnosticStatus.WARN, f"no frames received on {self.input_topic}"
+        elif snap["bad_frames"] or snap["errors"]:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"{snap['bad_frames']} bad frames, {snap['errors']} pipeline errors so far"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, f"{snap['rate_hz']:.1f} Hz"
+        contract = segmenter.contract
+        fields = {
+            **{k: f"{v:.2f}" if isinstance(v, float) else str(v) for k, v in snap.items()},
+            "backend": backend.name,
+            "device": backend.device,
+            "backend_selection": backend.selection,
+            "model": str(getattr(backend, "path", self.config.model or "shipped")),
+            "network_input": f"{contract.input_width}x{contract.input_height}",
+            "threshold": f"{segmenter.threshold:g}",
+            "input_topic": self.input_topic,
+            "converter": CONVERTER,
+        }
+        status.values = [KeyValue(key=k, value=v) for k, v in fields.items()]
+        array = DiagnosticArray(status=[status, *self.bev.diagnostics(self.get_fully_qualified_name())])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
+
+    # -- shutdown -----------------------------------------------------------------------------------------------
+    def _close_core(self) -> None:
+        """Stop and join the worker, then release the model."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        if self._segmenter is not None:
+            self._segmenter.close()
+            self._segmenter = None
