@@ -78,6 +78,7 @@ setup(
         "console_scripts": [
             "fcn-road-seg = fcn_road_seg.cli:main",
             "road_seg_node = fcn_road_seg.ros.node:main",
+            "road_seg_lifecycle_node = fcn_road_seg.ros.lifecycle_node:main",
             "image_folder_publisher = fcn_road_seg.ros.image_folder_publisher:main",
             "bag_player = fcn_road_seg.ros.bag_player:main",
             "road_evaluator = fcn_road_seg.ros.evaluator_node:main",

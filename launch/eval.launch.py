@@ -47,8 +47,8 @@ def _setup(context):
         raise RuntimeError(f"player must be bag_player or ros2, got {arg['player']!r}")
     text = lambda v: ParameterValue(v, value_type=str)  # noqa: E731  (keep paths and topics strings)
     node = Node(package=PACKAGE, executable="road_seg_node", name="road_segmentation", output="screen",
-                parameters=[{"model": text(arg["model"]), "backend": text(arg["backend"]),
-                             "image_topic": text(arg["image_topic"]), "input_qos": "reliable"}])
+                parameters=[{"model": text(arg["model"]), "backend": text(arg["backend"]), "input_qos": "reliable"}],
+                remappings=[("image", arg["image_topic"])])
     evaluator = Node(package=PACKAGE, executable="road_evaluator", name="road_evaluator", output="screen",
                      parameters=[{"out": text(arg["out"]), "bag": text(arg["bag"]), "model": text(arg["model"]),
                                   "gt_topic": text(arg["gt_topic"]), "probability_topic": PROBABILITY_TOPIC}])

@@ -66,13 +66,12 @@ def test_node_reports_the_fallback_on_diagnostics(tiny_onnx):
     from rclpy.parameter import Parameter
 
     from fcn_road_seg.ros.node import NODE_NAME, RoadSegmentationNode
-    from ros_harness import RAW_TOPIC, RosHarness, status_values
+    from ros_harness import RosHarness, remap_image, status_values
 
     harness = RosHarness()
     try:
-        node = harness.add(RoadSegmentationNode(context=harness.context, parameter_overrides=[
-            Parameter("model", value=str(tiny_onnx)), Parameter("image_topic", value=RAW_TOPIC),
-            Parameter("precision", value="fp32")]))
+        node = harness.add(RoadSegmentationNode(context=harness.context, cli_args=remap_image(), parameter_overrides=[
+            Parameter("model", value=str(tiny_onnx)), Parameter("precision", value="fp32")]))
         assert node.get_parameter("precision").value == "fp32" and node.get_parameter("backend").value == "auto"
         values = status_values(harness.probe.latest_status(NODE_NAME, timeout=10.0))
         assert values["backend"] == "onnxruntime"

@@ -27,10 +27,12 @@ IMAGE, GT, PROBABILITY = "/camera/image_raw", "/camera/road_gt", "/road_segmenta
 METRICS = ("MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU", "threshold_maxf", "frames", "pixels")
 
 
-def _ros(module: str, *params: str) -> subprocess.Popen:
+def _ros(module: str, *params: str, remaps: tuple[str, ...] = ()) -> subprocess.Popen:
     args = [sys.executable, "-m", f"fcn_road_seg.ros.{module}", "--ros-args"]
     for p in params:
         args += ["-p", p]
+    for r in remaps:
+        args += ["-r", r]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
 
 
@@ -76,7 +78,7 @@ def test_live_replay_equals_offline_evaluation(tmp_path, shared_data, tiny_onnx,
     out = tmp_path / "live"
     evaluator = _ros("evaluator_node", f"out:={out}", f"bag:={bag}", f"model:={tiny_onnx}", f"gt_topic:={GT}",
                      f"probability_topic:={PROBABILITY}")
-    seg = _ros("node", f"model:={tiny_onnx}", "backend:=onnxruntime", f"image_topic:={IMAGE}", "input_qos:=reliable")
+    seg = _ros("node", f"model:={tiny_onnx}", "backend:=onnxruntime", "input_qos:=reliable", remaps=(f"image:={IMAGE}",))
     procs = [evaluator, seg]
     try:
         _wait(lambda: node.count_subscribers(IMAGE) >= 1 and node.count_subscribers(GT) >= 1

@@ -23,7 +23,7 @@ def _start(*ros_args: str) -> subprocess.Popen:
 
 def test_missing_model_fails_at_start_naming_the_fix(tmp_path):
     missing = tmp_path / "nope.onnx"
-    proc = _start("-p", f"model:={missing}", "-p", "image_topic:=/fcn_test/missing_model")
+    proc = _start("-p", f"model:={missing}", "-r", "image:=/fcn_test/missing_model")
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1, out
     assert f"model file not found: {missing}" in out and "Fix: set the 'model' parameter" in out
@@ -41,7 +41,7 @@ def test_bad_parameter_fails_at_start_with_the_reason(tiny_onnx, setting, messag
 
 
 def test_sigint_shuts_down_cleanly(tiny_onnx):
-    proc = _start("-p", f"model:={tiny_onnx}", "-p", "image_topic:=/fcn_test/sigint")
+    proc = _start("-p", f"model:={tiny_onnx}", "-r", "image:=/fcn_test/sigint")
     lines = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

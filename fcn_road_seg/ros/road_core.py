@@ -1,8 +1,12 @@
 """The road_segmentation node's processing, shared by its node classes: parameters, the newest-frame hand-off,
 the worker thread that converts, checks, segments and publishes, and ``/diagnostics``.
 
-``RoadSegmentationCore`` is mixed into an rclpy ``Node``; the node class decides when the model is opened and
-the topics are created. Threading (see docs/architecture.md): the subscription callback only keeps the newest
+``RoadSegmentationCore`` is mixed into an rclpy ``Node`` or ``LifecycleNode``; it works in the lifecycle's
+steps: ``_declare`` (parameters), ``_configure`` (open the model, create the publishers), ``_activate`` (worker,
+camera subscription, diagnostics), ``_deactivate`` and ``_cleanup``. The plain node runs the first three at
+start. Inputs are the relative names ``image`` (``<image>/compressed`` with ``input_transport: compressed``)
+and, for the grid, ``camera_info``: resolved in the node's namespace and remappable. With ``lazy_subscription``
+the camera is subscribed only while someone subscribes to an output (publisher "matched" events). Threading (see docs/architecture.md): the subscription callback only keeps the newest
 message (the one it replaces is counted as dropped) and wakes the worker; one worker thread converts the
 frame, runs the RoadSegmenter and publishes the outputs nobody ignores.
 """
@@ -14,16 +18,18 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..errors import FcnRoadSegError, InputImageError, ModelError
 from ..evaluation.metrics import quantize_probability
 from ..pipeline import RoadSegmenter
+from .bev_grid import BevGridPublisher
 from .camera_faults import CameraFaultCheck
 from .frame_stats import FrameStats
 from .image_msgs import CONVERTER, array_to_image, describe, message_to_bgr
-from .road_params import DEFAULTS, LIVE, LiveSettings, NodeConfig, check_parameter
+from .road_params import DEFAULTS, LIVE, LiveSettings, NodeConfig, check_parameter, descriptor, qos
 
 __all__ = ["RoadSegmentationCore", "DIAGNOSTICS_PERIOD_S", "ERROR_THROTTLE_S"]
 
@@ -34,8 +40,8 @@ ERROR_THROTTLE_S = 5.0
 class RoadSegmentationCore:
     """Segmentation behaviour of a ``road_segmentation`` node; mix into an rclpy ``Node`` (listed first)."""
 
-    def _init_core(self) -> None:
-        """The state the worker, callbacks and diagnostics share (before any parameter or topic)."""
+    def _declare(self) -> None:
+        """Declare, read and check the parameters (the grid's too) and register the live-parameter callbacks."""
         self._stats = FrameStats()
         self._cond = threading.Condition()
         self._pending: tuple[Image | CompressedImage, float] | None = None
@@ -43,6 +49,100 @@ class RoadSegmentationCore:
         self._worker: threading.Thread | None = None
         self._segmenter: RoadSegmenter | None = None
         self._faults = CameraFaultCheck()
+        self._active = False
+        self._input_lock = threading.Lock()
+        self.subscription = self._diag_timer = None
+        self.mask_pub = self.overlay_pub = self.probability_pub = self.diagnostics_pub = None
+        self.bev: BevGridPublisher | None = None
+        if "image_topic" in self._parameter_overrides:  # an old params file: refuse it rather than ignore it
+            raise ValueError("parameter image_topic was removed: the node subscribes to 'image' (remappable). Fix: "
+                             "`--ros-args -r image:=/camera/image_raw`, or road.launch.py image_topic:=... "
+                             "(drop image_topic from the params file)")
+        for name, default in DEFAULTS.items():
+            self.declare_parameter(name, default, descriptor(name))
+        self.config = self._read_config()
+        self._live = self._read_live()
+        self.bev = BevGridPublisher(self)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+    def _configure(self) -> None:
+        """Open the model (a TensorRT engine is built here, on first use) and create the publishers."""
+        self._segmenter = self._open_segmenter()
+        self._segmenter.threshold = self._live.threshold or self._segmenter.contract.default_threshold
+        image = self.resolve_topic_name("image")
+        self.input_topic = f"{image}/compressed" if self.config.input_transport == "compressed" else image
+        out_qos = qos(self.config.output_qos, depth=5)
+        self.mask_pub, self.overlay_pub, self.probability_pub = (
+            self.create_publisher(Image, f"~/{name}", out_qos, event_callbacks=self._matched_events())
+            for name in ("mask", "overlay", "probability"))
+        self.bev.open(image, self._matched_events())
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def _activate(self) -> None:
+        """Start the worker, the camera subscription (now, or when someone listens) and the diagnostics."""
+        with self._cond:
+            self._stopping = False
+        self._worker = threading.Thread(target=self._run_worker, name="road_segmentation_worker", daemon=True)
+        self._worker.start()
+        self._active = True
+        self._update_subscription()
+        self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        contract = self._segmenter.contract
+        self.get_logger().info(
+            f"segmenting {self.input_topic} ({self.config.input_transport}, {self.config.input_qos} QoS"
+            f"{', while someone subscribes to an output' if self.config.lazy_subscription else ''}) with "
+            f"{self._segmenter.backend.name} on {self._segmenter.backend.device}: {contract.variant} "
+            f"{contract.input_width}x{contract.input_height}, threshold {self._segmenter.threshold:g}; "
+            f"publishing {self.mask_pub.topic_name}, {self.overlay_pub.topic_name}, {self.probability_pub.topic_name}"
+        )
+
+    def _deactivate(self) -> None:
+        """Unsubscribe, stop and join the worker, stop the diagnostics (the publishers stay)."""
+        self._active = False
+        self._update_subscription()
+        with self._cond:
+            self._stopping = True
+            self._pending = None
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+
+    def _cleanup(self) -> None:
+        """Destroy the publishers and release the model (its backend: TensorRT context, ORT session)."""
+        for publisher in (self.mask_pub, self.overlay_pub, self.probability_pub, self.diagnostics_pub):
+            if publisher is not None:
+                self.destroy_publisher(publisher)
+        self.mask_pub = self.overlay_pub = self.probability_pub = self.diagnostics_pub = None
+        if self.bev is not None:
+            self.bev.close()
+        if self._segmenter is not None:
+            self._segmenter.close()
+            self._segmenter = None
+
+    # -- lazy subscription --------------------------------------------------------------------------------------
+    def _matched_events(self) -> PublisherEventCallbacks:
+        return PublisherEventCallbacks(matched=self._update_subscription)
+
+    def _listened(self) -> bool:
+        outputs = (self.mask_pub, self.overlay_pub, self.probability_pub)
+        return any(p is not None and p.get_subscription_count() > 0 for p in outputs) or self.bev.listened()
+
+    def _update_subscription(self, _event=None) -> None:
+        """Subscribe to the camera while active (and, with lazy_subscription, while an output has a listener)."""
+        with self._input_lock:
+            want = self._active and (not self.config.lazy_subscription or self._listened())
+            if want and self.subscription is None:
+                kind = CompressedImage if self.config.input_transport == "compressed" else Image
+                self.subscription = self.create_subscription(kind, self.input_topic, self._on_image,
+                                                             qos(self.config.input_qos, depth=1))
+            elif not want and self.subscription is not None:
+                self.destroy_subscription(self.subscription)
+                self.subscription = None
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _read_config(self) -> NodeConfig:
@@ -197,6 +297,9 @@ class RoadSegmentationCore:
         if snap["camera_fault"] != "none":
             status.level = DiagnosticStatus.ERROR
             status.message = f"camera fault, no masks published: {snap['camera_fault']}"
+        elif self.subscription is None:
+            status.level = DiagnosticStatus.OK
+            status.message = f"idle: nobody subscribes to an output, so {self.input_topic} is not subscribed"
         elif snap["received"] == 0:
             status.level, status.message = DiagnosticStatus.WARN, f"no frames received on {self.input_topic}"
         elif snap["bad_frames"] or snap["errors"]:
@@ -214,22 +317,10 @@ class RoadSegmentationCore:
             "network_input": f"{contract.input_width}x{contract.input_height}",
             "threshold": f"{segmenter.threshold:g}",
             "input_topic": self.input_topic,
+            "subscribed": str(self.subscription is not None),
             "converter": CONVERTER,
         }
         status.values = [KeyValue(key=k, value=v) for k, v in fields.items()]
         array = DiagnosticArray(status=[status, *self.bev.diagnostics(self.get_fully_qualified_name())])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
-
-    # -- shutdown -----------------------------------------------------------------------------------------------
-    def _close_core(self) -> None:
-        """Stop and join the worker, then release the model."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._worker is not None:
-            self._worker.join()
-            self._worker = None
-        if self._segmenter is not None:
-            self._segmenter.close()
-            self._segmenter = None

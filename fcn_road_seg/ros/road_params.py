@@ -21,10 +21,10 @@ DEFAULTS = {
     "model": "",
     "backend": "auto",
     "precision": "fp16",
-    "image_topic": "/camera/image_raw",
     "input_transport": "raw",
     "input_qos": "sensor_data",
     "output_qos": "reliable",
+    "lazy_subscription": True,
     "threshold": 0.0,
     "overlay_alpha": 0.5,
     "publish_overlay": True,
@@ -49,10 +49,11 @@ _DESCRIPTIONS = {
     "model": "road model: .onnx or TensorRT plan; empty = the shipped model",
     "backend": "inference runtime: auto (TensorRT, else ONNX Runtime with a warning), tensorrt or onnxruntime",
     "precision": "TensorRT engine precision when the node builds one from an .onnx on first use (cached)",
-    "image_topic": "camera topic (with input_transport compressed, <image_topic>/compressed is used)",
-    "input_transport": "raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage (JPEG/PNG)",
+    "input_transport": "raw: sensor_msgs/Image on image; compressed: sensor_msgs/CompressedImage (JPEG/PNG) on "
+                       "<image>/compressed",
     "input_qos": "sensor_data: best effort, depth 1 (cameras); reliable: reliable, depth 1",
     "output_qos": "reliable (REP-2003) or sensor_data (best effort)",
+    "lazy_subscription": "subscribe to the camera only while someone subscribes to an output",
     "threshold": "road when probability >= threshold, in [0, 1); 0 = the model's own default",
     "overlay_alpha": "opacity of the green road tint on ~/overlay",
     "publish_overlay": "compute and publish ~/overlay (only while someone subscribes)",
@@ -68,8 +69,6 @@ def check_parameter(name: str, value) -> str | None:
     """Why ``value`` is unacceptable for parameter ``name``; None when it is fine."""
     if name in CHOICES and value not in CHOICES[name]:
         return f"{name} must be one of {', '.join(CHOICES[name])}, got {value!r}"
-    if name == "image_topic" and not value:
-        return "image_topic must not be empty"
     problem = out_of_range(name, value, _RANGES)
     if problem:
         return problem
@@ -93,10 +92,10 @@ class NodeConfig:
     model: str
     backend: str
     precision: str
-    image_topic: str
     input_transport: str
     input_qos: str
     output_qos: str
+    lazy_subscription: bool
 
 
 @dataclass(frozen=True)
