@@ -194,8 +194,8 @@ def test_lifecycle_launch_follows_its_transitions(ros2, samples, launched, harne
     _stop_cleanly(launch)
 
 
-def test_rviz_is_remapped_to_the_namespace_and_image_topic(ros2):
-    """use_rviz:=true expanded by the real `launch` (rviz2 itself is not installable here)."""
+def test_rviz_sim_time_and_log_level_reach_the_nodes(ros2):
+    """use_rviz:=true, use_sim_time and log_level expanded by the real `launch` (rviz2 is not installable here)."""
     code = f"""
 import importlib.util, json
 from launch import LaunchContext
@@ -206,16 +206,24 @@ context = LaunchContext()
 description = module.generate_launch_description()
 for d in (e for e in description.entities if isinstance(e, DeclareLaunchArgument)):
     context.launch_configurations[d.name] = "".join(s.perform(context) for s in d.default_value)
-context.launch_configurations.update(use_rviz="true", namespace="car1", image_topic="front/image_raw")
+context.launch_configurations.update(use_rviz="true", namespace="car1", image_topic="front/image_raw",
+                                     use_sim_time="true", log_level="debug", images="/frames")
 (setup,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
 actions = setup.execute(context)
-print(json.dumps([[a.node_executable, [[''.join(x.perform(context) for x in k), ''.join(x.perform(context) for x in v)]
-                                       for k, v in (a._Node__remappings or [])]] for a in actions]))
+text = lambda subs: "".join(x.perform(context) for x in subs)
+print(json.dumps([[a.node_executable, [[text(k), text(v)] for k, v in a._Node__remappings],
+                   [text(x) if isinstance(x, (list, tuple)) else str(x) for x in a._Node__ros_arguments],
+                   any(isinstance(p, dict) and any(text(k) == "use_sim_time" and getattr(v, "value", v) is True for k, v in p.items())
+                       for p in a._Node__parameters)] for a in actions]))
 """
     res = ros2.python(code)
     assert res.returncode == 0, res.stderr
-    actions = dict((exe, dict(remaps)) for exe, remaps in json.loads(res.stdout))
-    assert actions["road_seg_node"] == {"image": "front/image_raw"}
+    expanded = json.loads(res.stdout)
+    assert [exe for exe, *_ in expanded] == ["road_seg_node", "image_folder_publisher", "rviz2"]
+    for _, _, ros_arguments, sim_time in expanded:  # log_level and use_sim_time reach every node
+        assert ros_arguments == ["--log-level", "debug"] and sim_time
+    actions = {exe: dict(remaps) for exe, remaps, *_ in expanded}
+    assert actions["road_seg_node"] == actions["image_folder_publisher"] == {"image": "front/image_raw"}
     rviz = yaml.safe_load((ROOT / "config" / "road_seg.rviz").read_text())["Visualization Manager"]["Displays"]
     shown = {d["Topic"]["Value"] for d in rviz}
     assert actions["rviz2"] == {"/camera/image_raw": "/car1/front/image_raw",

@@ -38,11 +38,12 @@ def test_transitions_open_and_free_the_model_and_topics(harness, tiny_onnx, tmp_
         assert node._state_machine.current_state[1] == "unconfigured" and node.segmenter is None
     finally:
         harness.remove(node)
-    node = harness.add(RoadSegmentationLifecycleNode(context=harness.context, namespace="managed",
-                                                     cli_args=remap_image(),
-                                                     parameter_overrides=[Parameter("model", value=str(tiny_onnx))]))
+    node = harness.add(RoadSegmentationLifecycleNode(
+        context=harness.context, namespace="managed", cli_args=[*remap_image(), "-r", "camera_info:=/fcn_test/calib"],
+        parameter_overrides=[Parameter("model", value=str(tiny_onnx))]))
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.bev.camera_info_topic == "/fcn_test/calib"  # a remap of camera_info itself wins over the sibling
         backend = node.segmenter.backend
         assert backend.session is not None and node.mask_pub.topic_name == MASK
         assert node.subscription is None and _workers() == 0  # inactive: no camera, no worker
