@@ -29,8 +29,9 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         share("launch", "launch/*.launch.py"),
         share("config", "config/*"),
-        share("models", "models/*"),
+        share("models", "models/*"),  # the weights and their licence (README.md)
         share("samples", "samples/*.jpg"),
+        share("samples", "samples/README.md"),  # attribution and licences of the frames
     ],
     install_requires=[
         "numpy>=1.24,<3",
