@@ -69,7 +69,7 @@ setup(
         # compiler; pip fetches Cython for the build).
         "crf": ["pydensecrf2>=1.1"],
         "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3", "onnxconverter-common>=1.14", "pyyaml>=5.4",
-                "pydensecrf2>=1.1"],
+                "pydensecrf2>=1.1", "flake8>=7", "pydocstyle>=6.3"],
     },
     zip_safe=True,
     maintainer="fcn_road_seg maintainers",

@@ -2,7 +2,7 @@
 
     ros2 launch fcn_road_seg road.launch.py                       # segment camera/image_raw
     ros2 launch fcn_road_seg road.launch.py namespace:=r1 image_topic:=front/image_rect   # /r1/front/image_rect
-    ros2 launch fcn_road_seg road.launch.py images:=$(ros2 pkg prefix fcn_road_seg)/share/fcn_road_seg/samples use_rviz:=true
+    ros2 launch fcn_road_seg road.launch.py images:=SHARE/samples use_rviz:=true   # SHARE: ros2 pkg prefix + share/...
 
 The node subscribes to the relative topic ``image`` (and ``camera_info`` beside it for ``~/bev_grid``); this
 file remaps ``image`` to ``image_topic`` (relative names resolve in ``namespace``). Arguments: model, backend,
@@ -92,7 +92,8 @@ def _setup(context):
         remappings = [(RVIZ_INPUT, _resolve(image_topic, namespace))]
         remappings += [(f"/{NODE_NAME}/{out}", _resolve(f"{NODE_NAME}/{out}", namespace)) for out in RVIZ_OUTPUTS]
         actions.append(Node(
-            package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", str(share / "config" / "road_seg.rviz")],
+            package="rviz2", executable="rviz2", name="rviz2",
+            arguments=["-d", str(share / "config" / "road_seg.rviz")],
             remappings=[(src, dst) for src, dst in remappings if src != dst], parameters=[sim_time], **common,
         ))
     return actions

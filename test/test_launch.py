@@ -213,8 +213,9 @@ actions = setup.execute(context)
 text = lambda subs: "".join(x.perform(context) for x in subs)
 print(json.dumps([[a.node_executable, [[text(k), text(v)] for k, v in a._Node__remappings],
                    [text(x) if isinstance(x, (list, tuple)) else str(x) for x in a._Node__ros_arguments],
-                   any(isinstance(p, dict) and any(text(k) == "use_sim_time" and getattr(v, "value", v) is True for k, v in p.items())
-                       for p in a._Node__parameters)] for a in actions]))
+                   any(isinstance(p, dict) and any(text(k) == "use_sim_time" and getattr(v, "value", v) is True
+                                                   for k, v in p.items()) for p in a._Node__parameters)]
+                  for a in actions]))
 """
     res = ros2.python(code)
     assert res.returncode == 0, res.stderr

@@ -15,7 +15,8 @@ GRAPH, OUTSIDE = import_graph(ROOT / PKG, PKG)
 ROS_PACKAGES = {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "std_srvs", "nav_msgs", "geometry_msgs",
                 "builtin_interfaces", "rcl_interfaces", "cv_bridge", "tf2_ros", "launch", "launch_ros"}
 # The core every consumer shares: top-level modules other than the CLI.
-CORE = {f"{PKG}.{m}" for m in ("contract", "errors", "images", "preprocess", "refine", "resources", "pipeline", "wording")} | {PKG}
+CORE = {f"{PKG}.{m}" for m in ("contract", "errors", "images", "preprocess", "refine", "resources", "pipeline",
+                               "wording")} | {PKG}
 CORE_LEAVES = CORE - {f"{PKG}.pipeline"}
 
 
@@ -53,7 +54,8 @@ def test_a_reintroduced_cycle_is_caught(tmp_path):
 
 
 def test_only_ros_imports_rclpy_or_ros_messages():
-    offenders = {m: sorted(OUTSIDE[m] & ROS_PACKAGES) for m in GRAPH if not in_sub(m, "ros") and OUTSIDE[m] & ROS_PACKAGES}
+    offenders = {m: sorted(OUTSIDE[m] & ROS_PACKAGES) for m in GRAPH
+                 if not in_sub(m, "ros") and OUTSIDE[m] & ROS_PACKAGES}
     assert not offenders
 
 

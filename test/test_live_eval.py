@@ -78,7 +78,8 @@ def test_live_replay_equals_offline_evaluation(tmp_path, shared_data, tiny_onnx,
     out = tmp_path / "live"
     evaluator = _ros("evaluator_node", f"out:={out}", f"bag:={bag}", f"model:={tiny_onnx}", f"gt_topic:={GT}",
                      f"probability_topic:={PROBABILITY}")
-    seg = _ros("node", f"model:={tiny_onnx}", "backend:=onnxruntime", "input_qos:=reliable", remaps=(f"image:={IMAGE}",))
+    seg = _ros("node", f"model:={tiny_onnx}", "backend:=onnxruntime", "input_qos:=reliable",
+               remaps=(f"image:={IMAGE}",))
     procs = [evaluator, seg]
     try:
         _wait(lambda: node.count_subscribers(IMAGE) >= 1 and node.count_subscribers(GT) >= 1

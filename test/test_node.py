@@ -362,7 +362,8 @@ def test_folder_publisher_process_to_a_reliable_node_loses_no_frame(harness, tin
                                                                  Parameter("lazy_subscription", value=False)]))
     proc = subprocess.Popen([sys.executable, "-m", "fcn_road_seg.ros.image_folder_publisher", "--ros-args",
                              "-p", f"folder:={folder}", "-p", "rate_hz:=4.0", "-p", "loop:=false",
-                             "-r", f"image:={topic}", "-p", "wait_for_subscribers:=1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             "-r", f"image:={topic}", "-p", "wait_for_subscribers:=1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
         wait_until(lambda: node.stats()["received"] >= len(frames), timeout=60, what="every frame at the node")

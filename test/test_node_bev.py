@@ -61,7 +61,8 @@ def node(harness, tiny_onnx, kitti):
     _, calib = kitti
     pose = CameraPose.from_matrix(kitti_camera_pose(calib))
     node = harness.add(RoadSegmentationNode(context=harness.context, cli_args=remap_image(), parameter_overrides=[
-        Parameter("model", value=str(tiny_onnx)), Parameter("threshold", value=THRESHOLD), Parameter("publish_bev_grid", value=True),
+        Parameter("model", value=str(tiny_onnx)), Parameter("threshold", value=THRESHOLD),
+        Parameter("publish_bev_grid", value=True),
         Parameter("bev_pose_source", value="parameters"), Parameter("camera_height", value=pose.height),
         Parameter("camera_pitch", value=pose.pitch), Parameter("camera_roll", value=pose.roll),
         Parameter("camera_yaw", value=pose.yaw), Parameter("camera_x", value=pose.x),

@@ -7,7 +7,6 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy is not installed (pip install '.[ros]' or source a ROS 2 install)")
 
-from rclpy.parameter import Parameter  # noqa: E402
 
 from fcn_road_seg.evaluation.metrics import RoadMetrics  # noqa: E402
 from fcn_road_seg.ros.node import NODE_NAME, RoadSegmentationNode  # noqa: E402

@@ -91,8 +91,8 @@ def _prepared_venv(tmp_path: Path, test_stamp: bool = False) -> Path:
     cli = venv / "bin" / "fcn-road-seg"
     cli.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fcn_road_seg.cli "$@"\n')
     cli.chmod(0o755)
-    digest = hashlib.sha256(b"".join((ROOT / p).read_bytes() for p in ("setup.py", "package.xml",
-                                                                        "scripts/setup_env.sh"))).hexdigest()
+    files = ("setup.py", "package.xml", "scripts/setup_env.sh")
+    digest = hashlib.sha256(b"".join((ROOT / p).read_bytes() for p in files)).hexdigest()
     if test_stamp:
         (venv / ".fcn_road_seg_setup_test").write_text(f"{digest} torch==2.13.0\n")
     else:

@@ -65,7 +65,8 @@ BEV_DEFAULTS = {
 BEV_LIVE = ("publish_bev_grid", "bev_resolution", "bev_width", "bev_ahead", "camera_height", "camera_pitch",
             "camera_roll", "camera_yaw", "camera_x", "camera_y")
 _POSE_SOURCES = ("auto", "tf", "parameters")
-_RANGES = {"bev_tf_timeout": (0.0, 1.0), "bev_resolution": (0.01, 5.0), "bev_width": (0.1, 500.0), "bev_ahead": (0.1, 500.0),
+_RANGES = {"bev_tf_timeout": (0.0, 1.0), "bev_resolution": (0.01, 5.0), "bev_width": (0.1, 500.0),
+           "bev_ahead": (0.1, 500.0),
            "camera_height": (0.01, 100.0), "camera_pitch": (-1.5, 1.5), "camera_roll": (-math.pi, math.pi),
            "camera_yaw": (-math.pi, math.pi), "camera_x": (-100.0, 100.0), "camera_y": (-100.0, 100.0)}
 _DESCRIPTIONS = {
