@@ -65,3 +65,11 @@ def test_transitions_open_and_free_the_model_and_topics(harness, tiny_onnx, tmp_
         probe.unlisten(MASK)
         harness.remove(node)
     assert _workers() == 0
+
+
+def test_an_old_params_file_with_image_topic_is_refused_with_the_remap_to_use(harness):
+    from fcn_road_seg.ros.node import RoadSegmentationNode
+
+    for node_class in (RoadSegmentationNode, RoadSegmentationLifecycleNode):
+        with pytest.raises(ValueError, match=r"image_topic was removed.*-r image:=/camera/image_raw"):
+            node_class(context=harness.context, parameter_overrides=[Parameter("image_topic", value="/cam/image")])

@@ -132,7 +132,8 @@ def run_demo(config: DemoConfig) -> DemoReport:
         while road.overlay_pub.get_subscription_count() < 1 and time.monotonic() < deadline:
             time.sleep(0.01)  # discovery on localhost, before frames flow
         publisher = ImageFolderPublisher(context=context, parameter_overrides=[
-            Parameter("folder", value=str(images)), Parameter("rate_hz", value=float(config.rate_hz))])
+            Parameter("folder", value=str(images)), Parameter("rate_hz", value=float(config.rate_hz)),
+            Parameter("wait_for_subscribers", value=1)])  # the node subscribes (lazily) once the collector listens
         # both in the root namespace: the publisher's `image` is the node's `image`
         nodes.append(publisher)
         executor.add_node(publisher)
