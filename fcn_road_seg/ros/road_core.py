@@ -6,10 +6,11 @@ steps: ``_declare`` (parameters), ``_configure`` (open the model, create the pub
 camera subscription, diagnostics), ``_deactivate`` and ``_cleanup``. The plain node runs the first three at
 start. Inputs are the relative names ``image`` (``<image>/compressed`` with ``input_transport: compressed``)
 and, for the grid, ``camera_info``: resolved in the node's namespace and remappable. With ``lazy_subscription``
-the camera is subscribed only while someone subscribes to an output (publisher "matched" events). Threading
-(see docs/architecture.md): the subscription callback only keeps the newest
-message (the one it replaces is counted as dropped) and wakes the worker; one worker thread converts the
-frame, runs the RoadSegmenter and publishes the outputs nobody ignores.
+the camera is subscribed only while someone subscribes to an output (publisher "matched" events).
+
+Threading (see docs/architecture.md): the subscription callback only keeps the newest message (the one it
+replaces is counted as dropped) and wakes the worker; one worker thread converts the frame, runs the
+RoadSegmenter and publishes the outputs someone subscribes to.
 """
 from __future__ import annotations
 
