@@ -105,6 +105,13 @@ class Masks:
             return self.msgs[-1]
 
 
+def _the_one(query, topic: str):
+    """The single endpoint ``query`` (a graph query of the probe) finds on ``topic``, once discovery shows it."""
+    wait_until(lambda: len(query(topic)) == 1, what=f"one endpoint on {topic} in the ROS graph")
+    (info,) = query(topic)
+    return info
+
+
 def _subscriptions(probe, name: str, namespace: str) -> set[str]:
     return {topic for topic, _ in probe.get_subscriber_names_and_types_by_node(name, namespace)}
 
@@ -124,11 +131,10 @@ def test_samples_launch_publishes_masks_and_takes_live_parameters(ros2, samples,
     assert mask["header"]["frame_id"] == "camera"  # the input's header
     # the grid is latched for Nav2 (REP-2003 maps); the masks are reliable; read from the ROS graph
     probe = harness.probe
-    wait_until(lambda: probe.get_publishers_info_by_topic("/road_segmentation/bev_grid"), what="the grid publisher")
-    (grid,) = probe.get_publishers_info_by_topic("/road_segmentation/bev_grid")
+    grid = _the_one(probe.get_publishers_info_by_topic, "/road_segmentation/bev_grid")
     assert grid.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
     assert grid.qos_profile.reliability == ReliabilityPolicy.RELIABLE
-    (out,) = probe.get_publishers_info_by_topic("/road_segmentation/mask")
+    out = _the_one(probe.get_publishers_info_by_topic, "/road_segmentation/mask")
     assert out.qos_profile.reliability == ReliabilityPolicy.RELIABLE
     # live parameters: set, read back; out of range and read-only ones are refused with the reason
     res = ros2.run("param", "set", "/road_segmentation", "threshold", "0.6")
@@ -151,15 +157,17 @@ def test_namespace_and_image_topic_move_every_input(ros2, samples, launched, har
     masks.wait()
     topics = _subscriptions(probe, "road_segmentation", "/r1")
     assert {"/r1/front/image", "/r1/front/camera_info"} <= topics and not any(t.startswith("/camera") for t in topics)
-    (publisher,) = probe.get_publishers_info_by_topic("/r1/front/image")
-    (subscription,) = probe.get_subscriptions_info_by_topic("/r1/front/image")
+    publisher = _the_one(probe.get_publishers_info_by_topic, "/r1/front/image")
+    subscription = _the_one(probe.get_subscriptions_info_by_topic, "/r1/front/image")
     assert publisher.node_name == "image_folder_publisher" and publisher.node_namespace == "/r1"
     assert publisher.qos_profile.reliability == subscription.qos_profile.reliability == ReliabilityPolicy.RELIABLE
     # lazy subscription: with nobody listening to its outputs, the node lets go of the camera
     probe.destroy_subscription(masks.sub)
     wait_until(lambda: "/r1/front/image" not in _subscriptions(probe, "road_segmentation", "/r1"), timeout=20,
                what="the node to unsubscribe from the camera")
-    _stop_cleanly(launch)
+    out = _stop_cleanly(launch)
+    assert out.count("subscribed to /r1/front/image") == 1, out  # once, without flapping, then let go
+    assert "unsubscribed from /r1/front/image" in out
 
 
 def test_lifecycle_launch_follows_its_transitions(ros2, samples, launched, harness, tiny_onnx):
@@ -179,7 +187,8 @@ def test_lifecycle_launch_follows_its_transitions(ros2, samples, launched, harne
         assert time.monotonic() < deadline, state()
     assert not probe.get_publishers_info_by_topic(f"{node}/mask")  # nothing but the lifecycle services yet
     transition("configure")
-    assert state().startswith("inactive") and probe.get_publishers_info_by_topic(f"{node}/mask")
+    assert state().startswith("inactive")
+    _the_one(probe.get_publishers_info_by_topic, f"{node}/mask")
     masks = Masks(probe, f"{node}/mask")
     wait_until(lambda: probe.get_subscriptions_info_by_topic(f"{node}/mask"), what="the probe's subscription")
     assert "/lc/camera/image_raw" not in _subscriptions(probe, "road_segmentation", "/lc")  # inactive: no input

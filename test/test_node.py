@@ -312,7 +312,7 @@ def test_camera_faults_publish_nothing_and_set_diagnostics_to_error(harness, roa
     assert probe.set_parameters(NODE_NAME, frozen_frames=DEFAULTS["frozen_frames"])[0].successful
 
 
-def test_lazy_subscription_follows_the_listeners_and_shutdown_is_clean(harness, tiny_onnx, camvid_frame):
+def test_lazy_subscription_follows_the_listeners_and_shutdown_is_clean(harness, road, tiny_onnx, camvid_frame):
     probe = harness.probe
     lazy = harness.add(RoadSegmentationNode(context=harness.context, namespace="lazy", cli_args=remap_image(),
                                             parameter_overrides=[Parameter("model", value=str(tiny_onnx))]))

@@ -142,9 +142,13 @@ class RoadSegmentationCore:
                 kind = CompressedImage if self.config.input_transport == "compressed" else Image
                 self.subscription = self.create_subscription(kind, self.input_topic, self._on_image,
                                                              qos(self.config.input_qos, depth=1))
+                if self.config.lazy_subscription:
+                    self.get_logger().info(f"an output has a subscriber: subscribed to {self.input_topic}")
             elif not want and self.subscription is not None:
                 self.destroy_subscription(self.subscription)
                 self.subscription = None
+                if self._active:
+                    self.get_logger().info(f"no output has a subscriber: unsubscribed from {self.input_topic}")
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _read_config(self) -> NodeConfig:
