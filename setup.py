@@ -29,8 +29,9 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         share("launch", "launch/*.launch.py"),
         share("config", "config/*"),
-        share("models", "models/*"),
+        share("models", "models/*"),  # the weights and their licence (README.md)
         share("samples", "samples/*.jpg"),
+        share("samples", "samples/README.md"),  # attribution and licences of the frames
     ],
     install_requires=[
         "numpy>=1.24,<3",
@@ -68,7 +69,7 @@ setup(
         # compiler; pip fetches Cython for the build).
         "crf": ["pydensecrf2>=1.1"],
         "dev": ["pytest>=7.4", "colcon-common-extensions>=0.3", "onnxconverter-common>=1.14", "pyyaml>=5.4",
-                "pydensecrf2>=1.1"],
+                "pydensecrf2>=1.1", "flake8>=7", "pydocstyle>=6.3"],
     },
     zip_safe=True,
     maintainer="fcn_road_seg maintainers",
@@ -78,6 +79,7 @@ setup(
         "console_scripts": [
             "fcn-road-seg = fcn_road_seg.cli:main",
             "road_seg_node = fcn_road_seg.ros.node:main",
+            "road_seg_lifecycle_node = fcn_road_seg.ros.lifecycle_node:main",
             "image_folder_publisher = fcn_road_seg.ros.image_folder_publisher:main",
             "bag_player = fcn_road_seg.ros.bag_player:main",
             "road_evaluator = fcn_road_seg.ros.evaluator_node:main",

@@ -188,7 +188,7 @@ class _Client:
 def _start_node(settings: Settings, env: dict[str, str], log_file) -> subprocess.Popen:
     """The node as its own process; its log goes to ``log_file`` (a pipe nobody reads could stall it)."""
     cmd = [sys.executable, "-m", "fcn_road_seg.ros.node", "--ros-args", "-p", f"model:={settings.model}",
-           "-p", "backend:=onnxruntime", "-p", f"image_topic:={INPUT_TOPIC}",
+           "-p", "backend:=onnxruntime", "-r", f"image:={INPUT_TOPIC}",
            "-p", "publish_overlay:=false", "-p", "publish_probability:=false", "-p", f"input_qos:={settings.input_qos}",
            "-p", "frozen_frames:=0"]  # one frame sent over and over is what a frozen camera looks like
     log.info("starting the node: %s", " ".join(cmd))

@@ -78,7 +78,8 @@ def run(cases: list[Case], settings: Settings) -> dict:
             "model": case.model.name,
             "network": f"{contract.input_height}x{contract.input_width}",
             "network_pixels": contract.input_height * contract.input_width,
-            "architecture": f"{contract.variant} {contract.encoder} width {contract.width_mult:g} fc {contract.fc_width}",
+            "architecture": (f"{contract.variant} {contract.encoder} width {contract.width_mult:g} "
+                             f"fc {contract.fc_width}"),
             "input": case.frame,
             "iterations": iterations,
             "backends": {},
@@ -88,7 +89,8 @@ def run(cases: list[Case], settings: Settings) -> dict:
             entry["max_abs_probability_difference"] = float(np.abs(probs[0] - probs[1]).max())
         for name, seg in segmenters.items():  # one backend at a time: ORT's spinning threads stay out of torch's way
             desc = f"{case.label} {entry['network']} on {case.frame} {name}"
-            entry["backends"][name] = measure_segment(seg, frame, iterations, settings.warmup, settings.overlay_alpha, desc)
+            entry["backends"][name] = measure_segment(seg, frame, iterations, settings.warmup, settings.overlay_alpha,
+                                                      desc)
             seg.close()
         if len(segmenters) == 2:
             ort, pt = entry["backends"]["onnxruntime"], entry["backends"]["torch"]

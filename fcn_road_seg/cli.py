@@ -396,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--untrained", action="store_true", help="export a freshly initialised network (benchmarks)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .onnx path")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="network input size")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17; 17 is what TensorRT 8.6 parses)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help="ONNX opset (>= 17; 17 is what TensorRT 8.6 parses)")
     p.add_argument("--calibrate", nargs="+", metavar=("DATA", "SPLIT"),
                    help="fit a temperature and bias on this validation set (and split list) and bake them into "
                         "the graph, so the default threshold 0.5 sits near the best one")
@@ -420,13 +421,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-topic", help="bag: image topic (sensor_msgs/Image or CompressedImage)")
     p.add_argument("--gt-topic", help="bag: GT topic (mono8 255 road/0 not/other ignore, or KITTI rgb8)")
     p.add_argument("--gt-dir", type=Path, help="bag: folder of GT files matched by frame name or order")
-    p.add_argument("--gt-format", default="auto", choices=["auto", "kitti", "class-index", "mono8"], help="--gt-dir files")
+    p.add_argument("--gt-format", default="auto", choices=["auto", "kitti", "class-index", "mono8"],
+                   help="--gt-dir files")
     p.add_argument("--limit", type=_frame_limit, help="evaluate at most this many frames (>= 1)")
     p.add_argument("--write-bag", type=Path, help="also write a bag: input images + mask/overlay/probability topics")
     p.add_argument("--storage", default="sqlite3", choices=["sqlite3", "mcap"], help="--write-bag storage")
-    p.add_argument("--bev", action="store_true", help="also the KITTI benchmark's bird's-eye-view metrics (needs calib/ "
+    p.add_argument("--bev", action="store_true",
+                   help="also the KITTI benchmark's bird's-eye-view metrics (needs calib/ "
                    "per frame, or a bag from `bag from-kitti` with camera_info and /tf)")
-    p.add_argument("--camera-info-topic", help="bag with --bev: camera_info topic (default: <image_topic>/../camera_info)")
+    p.add_argument("--camera-info-topic",
+                   help="bag with --bev: camera_info topic (default: <image_topic>/../camera_info)")
     _add_model_args(p)
     _add_refine_args(p)
 

@@ -19,6 +19,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 
 PACKAGE = "fcn_road_seg"
 PROBABILITY_TOPIC = "/road_segmentation/probability"
+REPORT_TIMEOUT_S = "60"
 
 ARGUMENTS = {
     "bag": ("", "rosbag2 bag to replay (folder with metadata.yaml, or .mcap)"),
@@ -47,9 +48,12 @@ def _setup(context):
         raise RuntimeError(f"player must be bag_player or ros2, got {arg['player']!r}")
     text = lambda v: ParameterValue(v, value_type=str)  # noqa: E731  (keep paths and topics strings)
     node = Node(package=PACKAGE, executable="road_seg_node", name="road_segmentation", output="screen",
-                parameters=[{"model": text(arg["model"]), "backend": text(arg["backend"]),
-                             "image_topic": text(arg["image_topic"]), "input_qos": "reliable"}])
+                parameters=[{"model": text(arg["model"]), "backend": text(arg["backend"]), "input_qos": "reliable"}],
+                remappings=[("image", arg["image_topic"])])
+    # The evaluator writes its report on SIGINT (metrics, PR curve, montage: seconds on a busy CPU); launch's
+    # default 5 s before SIGTERM cut that short.
     evaluator = Node(package=PACKAGE, executable="road_evaluator", name="road_evaluator", output="screen",
+                     sigterm_timeout=REPORT_TIMEOUT_S,
                      parameters=[{"out": text(arg["out"]), "bag": text(arg["bag"]), "model": text(arg["model"]),
                                   "gt_topic": text(arg["gt_topic"]), "probability_topic": PROBABILITY_TOPIC}])
     topics = [arg["image_topic"], arg["gt_topic"]]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from trt_fakes.fixtures import fakes  # noqa: F401 - the strict TensorRT/pycuda fakes, for every test file
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("FCN_ROAD_SEG_SHARED_DATA", ROOT.parent / "shared" / "data"))

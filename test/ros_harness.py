@@ -19,6 +19,11 @@ from std_msgs.msg import Header
 RAW_TOPIC = "/fcn_test/image_raw"
 
 
+def remap_image(topic: str = RAW_TOPIC) -> list[str]:
+    """Node arguments that remap a node's relative input ``image`` to ``topic`` (as ``-r image:=topic``)."""
+    return ["--ros-args", "-r", f"image:={topic}"]
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -27,7 +27,8 @@ def test_auto_uses_onnxruntime_and_gives_a_short_reason_without_warning(tiny_onn
             reason = fallback_reason(seg.backend)
     # the library itself does not warn: the CLI and the node say it once, each with its own option's name
     assert not [r for r in caplog.records if r.levelno >= logging.INFO and r.name == "fcn_road_seg.backends"]
-    assert reason == f"TensorRT cannot run {tiny_onnx.name} here: TensorRT is not installed (No module named 'tensorrt')"
+    assert reason == (f"TensorRT cannot run {tiny_onnx.name} here: "
+                      "TensorRT is not installed (No module named 'tensorrt')")
     with RoadSegmenter(tiny_onnx, backend="onnxruntime") as seg:
         assert fallback_reason(seg.backend) is None
 
@@ -70,14 +71,13 @@ def test_node_reports_the_fallback_on_diagnostics(tiny_onnx):
     from rclpy.parameter import Parameter
 
     from fcn_road_seg.ros.node import NODE_NAME, RoadSegmentationNode
-    from ros_harness import RAW_TOPIC, RosHarness, RosoutRecorder, status_values, wait_until
+    from ros_harness import RosHarness, RosoutRecorder, remap_image, status_values, wait_until
 
     harness = RosHarness()
     logs = RosoutRecorder(harness.probe)
     try:
-        node = harness.add(RoadSegmentationNode(context=harness.context, parameter_overrides=[
-            Parameter("model", value=str(tiny_onnx)), Parameter("image_topic", value=RAW_TOPIC),
-            Parameter("precision", value="fp32")]))
+        node = harness.add(RoadSegmentationNode(context=harness.context, cli_args=remap_image(), parameter_overrides=[
+            Parameter("model", value=str(tiny_onnx)), Parameter("precision", value="fp32")]))
         assert node.get_parameter("precision").value == "fp32" and node.get_parameter("backend").value == "auto"
         values = status_values(harness.probe.latest_status(NODE_NAME, timeout=10.0))
         assert values["backend"] == "onnxruntime"

@@ -68,7 +68,8 @@ def test_model_info_and_export(tmp_path):
     assert res.returncode == 0 and "FCN-8s head over an EfficientNet-Lite0 encoder: 3.38 M parameters, 3.3 GFLOP" \
         in res.stdout
     out = tmp_path / "u.onnx"
-    res = run_cli("export", "--untrained", "--width", "0.125", "--fc-width", "32", "--input-size", "64", "96", "-o", out)
+    res = run_cli("export", "--untrained", "--width", "0.125", "--fc-width", "32", "--input-size", "64", "96",
+                  "-o", out)
     assert res.returncode == 0, res.stderr
     res = run_cli("model-info", out)
     assert res.returncode == 0 and '"input_height": 64' in res.stdout

@@ -9,14 +9,11 @@ import pytest
 from fcn_road_seg.doctor.report import DoctorOptions, run_doctor
 from fcn_road_seg.resources import samples_dir
 
-fixtures = pytest.importorskip("trt_fakes.fixtures", reason="needs the strict TensorRT/pycuda fakes (test/trt_fakes)")
-fakes = fixtures.fakes
-
 KITTI = samples_dir() / "kitti_um_000000.jpg"
 
 
 def test_doctor_builds_then_reuses_the_fp16_engine_and_compares_it_with_onnxruntime(fakes, tmp_path, monkeypatch,
-                                                                                     capsys):
+                                                                                    capsys):
     monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(tmp_path / "cache"))
     reports = []
     for run in ("first", "second"):

@@ -119,7 +119,7 @@ def test_bag_split_is_written_and_honoured(capsys, tmp_path, kitti_copy, tiny_on
         out_bag.write_image(GT, image[..., 0], "mono8", 1_700_000_000_000_000_000, "camera")
     code, _, err = _run(capsys, "evaluate", plain, *bag_args, "--split", two, "--model", tmp_path / "nope.onnx",
                         "--out", tmp_path / "r3")
-    assert code == 2 and f"--split needs the frame names" in err and f"{plain} has none" in err
+    assert code == 2 and "--split needs the frame names" in err and f"{plain} has none" in err
     assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
 
 

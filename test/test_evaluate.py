@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from fcn_road_seg import cli
-from fcn_road_seg.evaluation.bag import (BagOut, bag_frame_names, image_message, message_to_bgr, open_bag, read_kitti_calib,
-                              typestore, write_dataset_bag)
+from fcn_road_seg.evaluation.bag import (BagOut, bag_frame_names, image_message, message_to_bgr, open_bag,
+                                         read_kitti_calib, typestore, write_dataset_bag)
 from fcn_road_seg.errors import BagError, DatasetError, InputImageError
 from fcn_road_seg.evaluation.evaluate import EvalConfig, decode_gt_message, run_evaluation
 from fcn_road_seg.evaluation.streaming import LatencyHistogram
@@ -46,7 +46,8 @@ def _evaluate(segmenter, tmp_path, source, name="report", **kw):
 def test_kitti_bag_holds_the_dataset(kitti_bag, kitti_dir):
     reader = open_bag(kitti_bag)
     try:
-        assert {t: i.msgcount for t, i in reader.topics.items()} == {IMAGE: 2, GT: 2, "/camera/camera_info": 1, "/tf": 1}
+        counts = {t: i.msgcount for t, i in reader.topics.items()}
+        assert counts == {IMAGE: 2, GT: 2, "/camera/camera_info": 1, "/tf": 1}
         ts = typestore()
         msgs = [(c.topic, ts.deserialize_cdr(raw, c.msgtype)) for c, _, raw in reader.messages()]
     finally:

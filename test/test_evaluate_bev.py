@@ -70,8 +70,6 @@ def test_folder_bev_report_beside_perspective(segmenter, tmp_path, train_dir, sp
     assert "## Bird's-eye view" in md and "| umm | 1 |" in md.split("## Bird's-eye view")[1]
 
 
-
-
 def test_kitti_bag_evaluates_in_bev_like_the_folder(segmenter, tmp_path, train_dir, split):
     bag = tmp_path / "bag"
     assert write_dataset_bag(FolderSource(train_dir, "kitti", split=str(split)), bag) == 3

@@ -70,7 +70,7 @@ def test_onnxruntime_matches_pytorch_on_real_frames(tiny_onnx, tiny_net, kitti_i
 
 
 def test_efficientnet_lite_export_is_opset17_and_matches_pytorch_on_real_frames(tmp_path, kitti_images,
-                                                                             camvid_images):
+                                                                                camvid_images):
     """The ImageNet-initialised Lite0 FCN (random score layers, so the maps vary) exported at opset 17: plain
     ONNX ops only, and ONNX Runtime within 1e-4 of PyTorch on real KITTI and CamVid frames."""
     from fcn_road_seg.training.export import contract_for, export_onnx
@@ -126,8 +126,8 @@ def test_calibration_puts_the_maxf_operating_point_at_one_half_and_fits_the_temp
     z = torch.randn(200_000, generator=gen) * 4
     labels = torch.bernoulli(torch.sigmoid((z - 1.5) / 2.5), generator=gen)
     best = maxf_logit(z, labels)
-    f1 = {t: 2 * ((z >= t) & (labels == 1)).sum() / ((z >= t).sum() + labels.sum()) for t in (best, best - 0.3,
-                                                                                            best + 0.3)}
+    f1 = {t: 2 * ((z >= t) & (labels == 1)).sum() / ((z >= t).sum() + labels.sum())
+          for t in (best, best - 0.3, best + 0.3)}
     assert f1[best] >= f1[best - 0.3] and f1[best] >= f1[best + 0.3]
     cal = fit_calibration(z, labels)
     assert cal.bias == best and cal.apply(torch.sigmoid(torch.tensor(best)).item()) == pytest.approx(0.5, abs=1e-6)

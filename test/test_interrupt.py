@@ -108,8 +108,8 @@ def test_a_bag_whose_writer_was_killed_is_refused_and_rewritten(tmp_path, kitti_
                "failed run was writing); write the bag again" in res.stderr
     moved = tmp_path / "copied_bag"  # the same storage without its metadata under another name
     (tmp_path / "bag.partial" / "bag").rename(moved)
-    res = subprocess.run([*CLI, "evaluate", moved, "--image-topic", "/camera/image_raw", "--gt-topic", "/camera/road_gt",
-                          "--model", tmp_path / "nope.onnx", "--out", tmp_path / "r"],
+    res = subprocess.run([*CLI, "evaluate", moved, "--image-topic", "/camera/image_raw",
+                          "--gt-topic", "/camera/road_gt", "--model", tmp_path / "nope.onnx", "--out", tmp_path / "r"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and f"{moved} has no metadata.yaml: its writer did not finish" in res.stderr
     moved.rename(tmp_path / "bag.partial" / "bag")

@@ -25,17 +25,19 @@ from fcn_road_seg.evaluation.groundtruth import FolderSource  # noqa: E402
 from fcn_road_seg.pipeline import RoadSegmenter  # noqa: E402
 from fcn_road_seg.ros.node import RoadSegmentationNode  # noqa: E402
 
-from ros_harness import wait_until  # noqa: E402
+from ros_harness import remap_image, wait_until  # noqa: E402
 
 IMAGE, GT, PROBABILITY = "/camera/image_raw", "/camera/road_gt", "/road_segmentation/probability"
 WRITE_REPORT = "/road_evaluator/write_report"
 METRICS = ("MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU", "threshold_maxf", "frames", "pixels")
 
 
-def _ros(module: str, *params: str) -> subprocess.Popen:
+def _ros(module: str, *params: str, remaps: tuple[str, ...] = ()) -> subprocess.Popen:
     args = [sys.executable, "-m", f"fcn_road_seg.ros.{module}", "--ros-args"]
     for p in params:
         args += ["-p", p]
+    for r in remaps:
+        args += ["-r", r]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
 
 
@@ -68,9 +70,9 @@ def test_live_replay_equals_offline_evaluation(tmp_path, shared_data, tiny_onnx,
     out = tmp_path / "live"
     evaluator = _ros("evaluator_node", f"out:={out}", f"bag:={bag}", f"model:={tiny_onnx}", f"gt_topic:={GT}",
                      f"probability_topic:={PROBABILITY}")
-    seg = harness.add(RoadSegmentationNode(context=harness.context, parameter_overrides=[
+    seg = harness.add(RoadSegmentationNode(context=harness.context, cli_args=remap_image(IMAGE), parameter_overrides=[
         Parameter("model", value=str(tiny_onnx)), Parameter("backend", value="onnxruntime"),
-        Parameter("image_topic", value=IMAGE), Parameter("input_qos", value="reliable")]))
+        Parameter("input_qos", value="reliable")]))
     procs = [evaluator]
     try:
         # The node computes ~/probability only once its own publisher has matched a subscriber (it skips

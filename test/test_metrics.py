@@ -11,7 +11,7 @@ from recording_backend import RecordingBackend
 def devkit_reference(frames, threshold=0.5):
     """Brute force, as the KITTI devkit's evalExp + pxEval_maximizeFMeasure: every threshold, every pixel."""
     thres = np.arange(256) / 255.0
-    tp = np.zeros(256); fp = np.zeros(256); fn = np.zeros(256); tn = np.zeros(256)
+    tp, fp, fn, tn = (np.zeros(256) for _ in range(4))
     for prob, road, valid in frames:
         p = quantize_probability(prob).astype(np.float64) / 255.0
         for i, t in enumerate(thres):

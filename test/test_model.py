@@ -90,8 +90,8 @@ def test_full_fcn8s_size_matches_the_paper():
     h, w = 384, 1248
     flops = sum(conv_flops(3, cin, cout, h >> s, w >> s) for s, stage in enumerate(VGG16_STAGES)
                 for cin, cout in stage)
-    flops += sum(conv_flops(k, cin, cout, h >> 5, w >> 5) for k, cin, cout in ((7, 512, 4096), (1, 4096, 4096),
-                                                                                  (1, 4096, 2), (4, 2, 2)))
+    head = ((7, 512, 4096), (1, 4096, 4096), (1, 4096, 2), (4, 2, 2))
+    flops += sum(conv_flops(k, cin, cout, h >> 5, w >> 5) for k, cin, cout in head)
     flops += conv_flops(1, 512, 2, h >> 4, w >> 4) + conv_flops(4, 2, 2, h >> 4, w >> 4)  # pool4 skip, 2x up
     flops += conv_flops(1, 256, 2, h >> 3, w >> 3) + conv_flops(16, 2, 2, h >> 3, w >> 3)  # pool3 skip, 8x up
     assert count_flops(cfg, h, w) == flops  # 405.1 GFLOP (README, docs/performance.md)

@@ -119,7 +119,7 @@ def test_paths_are_checked_before_the_model_loads(capsys, tmp_path, bad_models, 
 
 
 def test_reexport_at_another_size_drops_the_old_metrics_and_labels_the_kept_ones(tmp_path, tiny_net, caplog,
-                                                                                  shared_data):
+                                                                                 shared_data):
     torch = pytest.importorskip("torch", reason="export needs PyTorch (the 'train' extra)")
     from fcn_road_seg.training.export import export_checkpoint
 

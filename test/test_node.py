@@ -25,7 +25,7 @@ from fcn_road_seg.pipeline import RoadSegmenter  # noqa: E402
 from fcn_road_seg.ros.image_msgs import image_to_bgr  # noqa: E402
 
 from ros_frames import ENCODINGS, compressed_msg, image_msg  # noqa: E402
-from ros_harness import RAW_TOPIC, status_values, wait_until  # noqa: E402
+from ros_harness import RAW_TOPIC, remap_image, status_values, wait_until  # noqa: E402
 from recording_backend import RecordingBackend, expected_batch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,9 +37,8 @@ THRESHOLD = 0.57
 
 @pytest.fixture(scope="module")
 def road(harness, tiny_onnx):
-    node = harness.add(RoadSegmentationNode(context=harness.context, parameter_overrides=[
-        Parameter("model", value=str(tiny_onnx)), Parameter("image_topic", value=RAW_TOPIC),
-        Parameter("threshold", value=THRESHOLD)]))
+    node = harness.add(RoadSegmentationNode(context=harness.context, cli_args=remap_image(), parameter_overrides=[
+        Parameter("model", value=str(tiny_onnx)), Parameter("threshold", value=THRESHOLD)]))
     probe = harness.probe
     for topic in (MASK, OVERLAY, PROBABILITY):
         probe.listen(topic)
@@ -217,9 +216,9 @@ def test_live_parameters_are_validated_and_applied(harness, road, offline, kitti
 
 
 def test_compressed_transport(harness, tiny_onnx, offline, kitti_frame):
-    node = harness.add(RoadSegmentationNode(context=harness.context, namespace="compressed", parameter_overrides=[
-        Parameter("model", value=str(tiny_onnx)), Parameter("image_topic", value=RAW_TOPIC),
-        Parameter("threshold", value=THRESHOLD),
+    node = harness.add(RoadSegmentationNode(context=harness.context, namespace="compressed", cli_args=remap_image(),
+                                            parameter_overrides=[
+        Parameter("model", value=str(tiny_onnx)), Parameter("threshold", value=THRESHOLD),
         Parameter("input_transport", value="compressed"), Parameter("input_qos", value="reliable")]))
     probe = harness.probe
     try:
@@ -314,21 +313,38 @@ def test_camera_faults_publish_nothing_and_set_diagnostics_to_error(harness, roa
     assert probe.set_parameters(NODE_NAME, frozen_frames=DEFAULTS["frozen_frames"])[0].successful
 
 
-def test_unwatched_outputs_are_not_computed_and_shutdown_is_clean(harness, tiny_onnx, camvid_frame):
-    node = harness.add(RoadSegmentationNode(context=harness.context, namespace="idle", parameter_overrides=[
-        Parameter("model", value=str(tiny_onnx)), Parameter("image_topic", value=RAW_TOPIC)]))
+def test_lazy_subscription_follows_the_listeners_and_shutdown_is_clean(harness, road, tiny_onnx, camvid_frame):
     probe = harness.probe
-    wait_until(lambda: probe.raw_pub.get_subscription_count() >= 2, what="discovery")
-    probe.raw_pub.publish(image_msg(camvid_frame, "bgr8"))
-    wait_until(lambda: node.stats()["idle"] == 1, what="an idle frame")
-    assert node.stats()["processed"] == 0  # nobody listens: no inference at all
-    probe.listen("/idle" + MASK)
-    wait_until(lambda: node.mask_pub.get_subscription_count() >= 1, what="discovery")
-    roundtrip(harness, image_msg(camvid_frame, "bgr8"), ("/idle" + MASK,))
-    assert node.stats()["processed"] == 1
-    workers = [t for t in threading.enumerate() if t.name == "road_segmentation_worker"]
-    assert len(workers) == 2  # this node's and the module's node
-    harness.remove(node)
+    lazy = harness.add(RoadSegmentationNode(context=harness.context, namespace="lazy", cli_args=remap_image(),
+                                            parameter_overrides=[Parameter("model", value=str(tiny_onnx))]))
+    eager = harness.add(RoadSegmentationNode(context=harness.context, namespace="eager", cli_args=remap_image(),
+                                             parameter_overrides=[Parameter("model", value=str(tiny_onnx)),
+                                                                  Parameter("lazy_subscription", value=False)]))
+    try:
+        # nobody listens to either: the lazy node does not subscribe to the camera, the eager one does and
+        # counts its frames as idle, with no inference at all
+        wait_until(lambda: eager.subscription is not None and probe.raw_pub.get_subscription_count() >= 2,
+                   what="the eager node's subscription")
+        assert lazy.subscription is None and lazy.input_topic == RAW_TOPIC
+        probe.raw_pub.publish(image_msg(camvid_frame, "bgr8"))
+        wait_until(lambda: eager.stats()["idle"] == 1, what="an idle frame")
+        assert eager.stats()["processed"] == 0 and lazy.stats()["received"] == 0
+        status = probe.latest_status("/lazy/" + NODE_NAME, lambda s: "idle" in s.message)
+        assert status.level == DiagnosticStatus.OK and status_values(status)["subscribed"] == "False"
+        # a listener on an output: the lazy node subscribes and segments; the last one leaving unsubscribes it
+        probe.listen("/lazy" + MASK)
+        wait_until(lambda: lazy.subscription is not None and lazy.mask_pub.get_subscription_count() >= 1,
+                   what="the lazy node's subscription")
+        wait_until(lambda: probe.raw_pub.get_subscription_count() >= 3, what="discovery")
+        roundtrip(harness, image_msg(camvid_frame, "bgr8"), ("/lazy" + MASK,))
+        assert lazy.stats()["processed"] == 1
+        probe.unlisten("/lazy" + MASK)
+        wait_until(lambda: lazy.subscription is None, what="the lazy node to unsubscribe")
+    finally:
+        workers = [t for t in threading.enumerate() if t.name == "road_segmentation_worker"]
+        assert len(workers) == 3  # these two nodes' and the module's node
+        harness.remove(lazy)
+        harness.remove(eager)
     assert sum(t.is_alive() for t in workers) == 1  # joined in destroy_node
 
 
@@ -341,12 +357,14 @@ def test_folder_publisher_process_to_a_reliable_node_loses_no_frame(harness, tin
     for path in frames:
         shutil.copy(path, folder)
     topic = "/fcn_test/folder_qos"
-    node = harness.add(RoadSegmentationNode(context=harness.context, namespace="qos", parameter_overrides=[
-        Parameter("model", value=str(tiny_onnx)), Parameter("image_topic", value=topic),
-        Parameter("input_qos", value="reliable")]))
+    node = harness.add(RoadSegmentationNode(context=harness.context, namespace="qos", cli_args=remap_image(topic),
+                                            parameter_overrides=[Parameter("model", value=str(tiny_onnx)),
+                                                                 Parameter("input_qos", value="reliable"),
+                                                                 Parameter("lazy_subscription", value=False)]))
     proc = subprocess.Popen([sys.executable, "-m", "fcn_road_seg.ros.image_folder_publisher", "--ros-args",
                              "-p", f"folder:={folder}", "-p", "rate_hz:=4.0", "-p", "loop:=false",
-                             "-p", f"image_topic:={topic}", "-p", "wait_for_subscribers:=1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             "-r", f"image:={topic}", "-p", "wait_for_subscribers:=1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
         wait_until(lambda: node.stats()["received"] >= len(frames), timeout=60, what="every frame at the node")
@@ -373,7 +391,7 @@ def test_rviz_config_shows_the_topics_the_node_uses(road):
     rviz = yaml.safe_load((ROOT / "config" / "road_seg.rviz").read_text())
     displays = rviz["Visualization Manager"]["Displays"]
     topics = {d["Name"]: d["Topic"]["Value"] for d in displays if d["Class"] == "rviz_default_plugins/Image"}
-    assert topics == {"Input": DEFAULTS["image_topic"], "Overlay": road.overlay_pub.topic_name,
+    assert topics == {"Input": "/camera/image_raw", "Overlay": road.overlay_pub.topic_name,
                       "Mask": road.mask_pub.topic_name}
 
 
@@ -391,9 +409,9 @@ def test_image_folder_publisher_plays_a_folder_once_or_looping(harness, tmp_path
     topic = "/fcn_test/folder"
     probe = harness.probe
     probe.listen(topic)
-    publisher = ImageFolderPublisher(context=harness.context, parameter_overrides=[
+    publisher = ImageFolderPublisher(context=harness.context, cli_args=remap_image(topic), parameter_overrides=[
         Parameter("folder", value=str(folder)), Parameter("rate_hz", value=20.0), Parameter("loop", value=False),
-        Parameter("frame_id", value="cam_front"), Parameter("image_topic", value=topic)])
+        Parameter("frame_id", value="cam_front")])
     wait_until(lambda: publisher.publisher.get_subscription_count() >= 1, what="discovery")
     harness.add(publisher)
     try:

@@ -3,7 +3,6 @@ one log line per cause's first occurrence (a flood of one cause does not hide an
 good frames have flowed for WARN_CLEARS_AFTER_S; the folder publisher names an unreadable file once."""
 from __future__ import annotations
 
-import array
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from fcn_road_seg.ros import bad_frames  # noqa: E402
 from fcn_road_seg.ros.node import NODE_NAME, RoadSegmentationNode  # noqa: E402
 from ros_frames import compressed_msg  # noqa: E402
-from ros_harness import RAW_TOPIC, RosoutRecorder, status_values, wait_until  # noqa: E402
+from ros_harness import RosoutRecorder, remap_image, status_values, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,10 +41,11 @@ def _frames(good: np.ndarray) -> dict[str, list]:
 
 
 def test_bad_frames_are_counted_and_logged_per_cause_and_the_warn_clears(harness, rosout, tiny_onnx, kitti_images,
-                                                                        monkeypatch):
+                                                                         monkeypatch):
     monkeypatch.setattr(bad_frames, "WARN_CLEARS_AFTER_S", 2.0)  # documented default 10 s; the rule is the same
-    node = harness.add(RoadSegmentationNode(context=harness.context, namespace="causes", parameter_overrides=[
-        Parameter("model", value=str(tiny_onnx)), Parameter("image_topic", value=RAW_TOPIC),
+    node = harness.add(RoadSegmentationNode(context=harness.context, namespace="causes", cli_args=remap_image(),
+                                            parameter_overrides=[
+        Parameter("model", value=str(tiny_onnx)),
         Parameter("backend", value="onnxruntime"), Parameter("input_transport", value="compressed"),
         Parameter("input_qos", value="reliable"), Parameter("frozen_frames", value=0)]))  # one good frame, resent
     probe = harness.probe
@@ -108,9 +108,9 @@ def test_the_folder_publisher_names_an_unreadable_file_once(harness, rosout, tmp
     topic = "/fcn_test/folder_once"
     probe = harness.probe
     probe.listen(topic)
-    publisher = harness.add(ImageFolderPublisher(context=harness.context, parameter_overrides=[
-        Parameter("folder", value=str(folder)), Parameter("rate_hz", value=20.0),
-        Parameter("image_topic", value=topic)]))
+    publisher = harness.add(ImageFolderPublisher(context=harness.context, cli_args=remap_image(topic),
+                                                 parameter_overrides=[Parameter("folder", value=str(folder)),
+                                                                      Parameter("rate_hz", value=20.0)]))
     logger = publisher.get_logger().name
     try:
         wait_until(lambda: len(probe.images[topic]) >= 6, what="the folder to loop a few times")
@@ -128,9 +128,9 @@ def test_a_folder_with_no_readable_image_stops_with_one_line(harness, rosout, tm
     from fcn_road_seg.ros.image_folder_publisher import ImageFolderPublisher
 
     (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    publisher = harness.add(ImageFolderPublisher(context=harness.context, parameter_overrides=[
-        Parameter("folder", value=str(tmp_path)), Parameter("rate_hz", value=50.0),
-        Parameter("image_topic", value="/fcn_test/folder_none")]))
+    publisher = harness.add(ImageFolderPublisher(context=harness.context, cli_args=remap_image("/fcn_test/folder_none"),
+                                                 parameter_overrides=[Parameter("folder", value=str(tmp_path)),
+                                                                      Parameter("rate_hz", value=50.0)]))
     logger = publisher.get_logger().name
     try:
         wait_until(lambda: rosout.lines(logger, Log.ERROR, "none of the 1 images is readable"), what="the stop line")

@@ -14,6 +14,7 @@ pytest.importorskip("nav_msgs", reason="nav_msgs is not installed (pip install '
 import yaml  # noqa: E402
 from nav_msgs.msg import OccupancyGrid  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
 from fcn_road_seg.evaluation.bev import CameraPose, kitti_camera_pose, read_kitti_calib  # noqa: E402
@@ -21,7 +22,7 @@ from fcn_road_seg.ros.bev_grid import BEV_DEFAULTS, BEV_LIVE  # noqa: E402
 from fcn_road_seg.ros.node import NODE_NAME, RoadSegmentationNode  # noqa: E402
 
 from ros_frames import image_msg  # noqa: E402
-from ros_harness import RAW_TOPIC, status_values, wait_until  # noqa: E402
+from ros_harness import RAW_TOPIC, remap_image, status_values, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 THRESHOLD = 0.57  # inside the random test model's probability span on KITTI frames (see test_node.py)
@@ -38,10 +39,10 @@ def kitti(shared_data):
 class Grids:
     """OccupancyGrids heard on ~/bev_grid, by stamp."""
 
-    def __init__(self, probe) -> None:
+    def __init__(self, probe, qos=10) -> None:
         self.cond = threading.Condition()
         self.by_stamp: dict[tuple, OccupancyGrid] = {}
-        self.sub = probe.create_subscription(OccupancyGrid, GRID, self._store, 10)
+        self.sub = probe.create_subscription(OccupancyGrid, GRID, self._store, qos)
 
     def _store(self, msg: OccupancyGrid) -> None:
         with self.cond:
@@ -59,9 +60,9 @@ class Grids:
 def node(harness, tiny_onnx, kitti):
     _, calib = kitti
     pose = CameraPose.from_matrix(kitti_camera_pose(calib))
-    node = harness.add(RoadSegmentationNode(context=harness.context, parameter_overrides=[
-        Parameter("model", value=str(tiny_onnx)), Parameter("image_topic", value=RAW_TOPIC),
-        Parameter("threshold", value=THRESHOLD), Parameter("publish_bev_grid", value=True),
+    node = harness.add(RoadSegmentationNode(context=harness.context, cli_args=remap_image(), parameter_overrides=[
+        Parameter("model", value=str(tiny_onnx)), Parameter("threshold", value=THRESHOLD),
+        Parameter("publish_bev_grid", value=True),
         Parameter("bev_pose_source", value="parameters"), Parameter("camera_height", value=pose.height),
         Parameter("camera_pitch", value=pose.pitch), Parameter("camera_roll", value=pose.roll),
         Parameter("camera_yaw", value=pose.yaw), Parameter("camera_x", value=pose.x),
@@ -110,6 +111,7 @@ def test_bev_grid_from_a_real_kitti_frame(harness, node, kitti):
     wait_until(lambda: node.bev.publisher.get_subscription_count() >= 1
                and probe.raw_pub.get_subscription_count() >= 1 and info_pub.get_subscription_count() >= 1
                and node.probability_pub.get_subscription_count() >= 1, what="discovery")
+    # camera_info is the sibling of the resolved (remapped) image topic, as image_transport's CameraSubscriber
     assert node.bev.camera_info_topic == INFO_TOPIC and node.bev.pose_source == "parameters"
 
     # no CameraInfo yet: the frame is segmented, no grid goes out, and /diagnostics says why
@@ -164,6 +166,29 @@ def test_bev_grid_from_a_real_kitti_frame(harness, node, kitti):
     status = probe.latest_status("bev grid", lambda s: s.level == s.OK and "grids published" in s.message)
     assert status_values(status)["pose_source"] == "parameters"
 
+    # the grid is latched (reliable, transient local, depth 1, as REP-2003 asks of maps): a subscriber that
+    # comes late, with Nav2 StaticLayer's QoS (map_subscribe_transient_local), gets the newest grid at once
+    (info,) = probe.get_publishers_info_by_topic(GRID)
+    assert (info.qos_profile.durability, info.qos_profile.reliability) == (
+        DurabilityPolicy.TRANSIENT_LOCAL, ReliabilityPolicy.RELIABLE)
+    late = Grids(probe, QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                   reliability=ReliabilityPolicy.RELIABLE))
+    assert late.wait(msg.header).info.width == 200
+
+
+def test_nav2_costmap_recipe_reads_the_grid_as_published(node):
+    """config/nav2_road_costmap.yaml: a rolling local costmap in odom whose StaticLayer subscribes to this node's
+    grid with the grid's own durability, and keeps unseen cells unknown."""
+    (costmap,) = [v["ros__parameters"] for v in yaml.safe_load(
+        (ROOT / "config" / "nav2_road_costmap.yaml").read_text())["local_costmap"].values()]
+    assert costmap["rolling_window"] is True and costmap["global_frame"] == "odom"
+    assert costmap["track_unknown_space"] is True and costmap["resolution"] == BEV_DEFAULTS["bev_resolution"]
+    (static,) = [costmap[name] for name in costmap["plugins"]
+                 if costmap[name]["plugin"] == "nav2_costmap_2d::StaticLayer"]
+    assert static["map_topic"] == node.bev.publisher.topic_name == GRID
+    transient = node.bev.qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    assert static["map_subscribe_transient_local"] is transient is BEV_DEFAULTS["bev_transient_local"]
+
 
 def test_bev_parameters_in_yaml_and_rviz(node):
     config = yaml.safe_load((ROOT / "config" / "road_seg.yaml").read_text())
@@ -174,5 +199,5 @@ def test_bev_parameters_in_yaml_and_rviz(node):
     rviz = yaml.safe_load((ROOT / "config" / "road_seg.rviz").read_text())
     (display,) = [d for d in rviz["Visualization Manager"]["Displays"] if d["Class"] == "rviz_default_plugins/Map"]
     assert display["Topic"]["Value"] == node.bev.publisher.topic_name
-    assert display["Topic"]["Durability Policy"] == "Volatile"  # the node's grid is not latched
+    assert display["Topic"]["Durability Policy"] == "Transient Local"  # as the node publishes it
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == BEV_DEFAULTS["bev_frame"]

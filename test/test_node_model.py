@@ -7,13 +7,12 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy is not installed (pip install '.[ros]' or source a ROS 2 install)")
 
-from rclpy.parameter import Parameter  # noqa: E402
 
 from fcn_road_seg.evaluation.metrics import RoadMetrics  # noqa: E402
 from fcn_road_seg.ros.node import NODE_NAME, RoadSegmentationNode  # noqa: E402
 
 from ros_frames import image_msg  # noqa: E402
-from ros_harness import RAW_TOPIC, RosHarness, wait_until  # noqa: E402
+from ros_harness import RosHarness, remap_image, wait_until  # noqa: E402
 
 MASK, PROBABILITY = f"/{NODE_NAME}/mask", f"/{NODE_NAME}/probability"
 # Measured through this node on um_000000/um_000001 with the shipped model (FCN-8s over EfficientNet-Lite0,
@@ -38,8 +37,7 @@ def kitti_ground_truth(shared_data, image_path):
 def test_shipped_model_marks_kitti_road(shared_data, kitti_images, shipped_model):
     model = shipped_model
     harness = RosHarness()
-    node = harness.add(RoadSegmentationNode(context=harness.context,
-                                            parameter_overrides=[Parameter("image_topic", value=RAW_TOPIC)]))
+    node = harness.add(RoadSegmentationNode(context=harness.context, cli_args=remap_image()))
     try:
         assert node.segmenter.backend.path.resolve() == model.resolve()  # "" = the shipped model
         probe = harness.probe

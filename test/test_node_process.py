@@ -26,7 +26,7 @@ def _start(*ros_args: str) -> subprocess.Popen:
 
 def test_missing_model_fails_at_start_naming_the_fix(tmp_path):
     missing = tmp_path / "nope.onnx"
-    proc = _start("-p", f"model:={missing}", "-p", "image_topic:=/fcn_test/missing_model")
+    proc = _start("-p", f"model:={missing}", "-r", "image:=/fcn_test/missing_model")
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1, out
     assert f"model file not found: {missing}" in out and "Fix: set the 'model' parameter" in out
@@ -45,7 +45,7 @@ def test_bad_parameter_fails_at_start_with_the_reason(tiny_onnx, setting, messag
 
 def test_sigint_shuts_down_cleanly(tiny_onnx):
     harness = RosHarness()  # hears the node's /diagnostics
-    proc = _start("-p", f"model:={tiny_onnx}", "-p", "image_topic:=/fcn_test/sigint")
+    proc = _start("-p", f"model:={tiny_onnx}", "-r", "image:=/fcn_test/sigint")
     try:
         lines = []
         deadline = time.monotonic() + 60
@@ -102,8 +102,8 @@ def _prepared_venv(tmp_path: Path, test_stamp: bool = False) -> Path:
     cli = venv / "bin" / "fcn-road-seg"
     cli.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fcn_road_seg.cli "$@"\n')
     cli.chmod(0o755)
-    digest = hashlib.sha256(b"".join((ROOT / p).read_bytes() for p in ("setup.py", "package.xml",
-                                                                        "scripts/setup_env.sh"))).hexdigest()
+    files = ("setup.py", "package.xml", "scripts/setup_env.sh")
+    digest = hashlib.sha256(b"".join((ROOT / p).read_bytes() for p in files)).hexdigest()
     if test_stamp:
         (venv / ".fcn_road_seg_setup_test").write_text(f"{digest} torch==2.13.0\n")
     else:

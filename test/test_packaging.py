@@ -79,6 +79,8 @@ def test_wheel_carries_package_and_data_files_and_its_scripts_run(tmp_path):
     assert "fcn_road_seg/pipeline.py" in names
     assert any(n.endswith("data/share/fcn_road_seg/package.xml") for n in names)
     assert any(n.endswith("data/share/fcn_road_seg/samples/kitti_um_000000.jpg") for n in names)
+    assert any(n.endswith("data/share/fcn_road_seg/samples/README.md") for n in names)  # attribution
+    assert any(n.endswith("data/share/fcn_road_seg/models/README.md") for n in names)  # the weights' licence
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "fcn-road-seg = fcn_road_seg.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
     assert "fcn_road_seg/trt/data/trt_onnx_ops.json" in names
@@ -113,8 +115,45 @@ def test_package_xml_declares_every_ros_package_the_code_uses():
     assert {"std_srvs", "rviz2", "rclpy"} <= used
     assert used <= declared, f"undeclared in package.xml: {sorted(used - declared)}"
     # the rest are the rosdep keys of system Python packages (rosdep/python.yaml) and the test runner
-    assert declared - used <= {"python3-yaml", "python3-numpy", "python3-opencv", "python3-pytest"}, \
-        declared - used
+    assert declared - used <= set(ROSDEP_KEYS.values()) | {"python3-yaml", "python3-pytest"}, declared - used
+
+
+# install_requires -> its rosdep key (rosdistro's python.yaml); None: pip only, and the README says so
+ROSDEP_KEYS = {"numpy": "python3-numpy", "opencv-python-headless": "python3-opencv", "onnx": None,
+               "onnxruntime": "python3-onnxruntime-pip", "tqdm": "python3-tqdm", "rosbags": "python3-rosbags-pip",
+               "rosbags-image": None, "matplotlib": "python3-matplotlib"}
+
+
+def test_every_python_dependency_has_its_rosdep_key_or_is_named_pip_only():
+    """`rosdep install` must leave a node that starts: each install_requires entry is a rosdep key in
+    package.xml, or the README's system-ROS section names it as pip-only (and its pip line installs it)."""
+    import ast
+
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    (requires,) = [kw.value for n in ast.walk(tree) if isinstance(n, ast.Call)
+                   for kw in n.keywords if kw.arg == "install_requires"]
+    names = {re.split(r"[<>=\[ ]", ast.literal_eval(e))[0] for e in requires.elts}
+    assert names == set(ROSDEP_KEYS), names ^ set(ROSDEP_KEYS)
+    declared = set(re.findall(r"<exec_depend>([\w-]+)</", (ROOT / "package.xml").read_text()))
+    readme = (ROOT / "README.md").read_text()
+    pip_line = re.search(r"^pip install (.*?)\s+#", readme.split("## With a system ROS 2", 1)[1], re.M).group(1)
+    for name, key in ROSDEP_KEYS.items():
+        if key is None:
+            assert name in pip_line.split() and f"`{name}`" in readme, name
+        else:
+            assert key in declared and name not in pip_line.split(), (name, key)
+
+
+def test_licences_cover_code_weights_and_samples():
+    """REP 149: a <license> per part, each naming a file that exists; the samples' attribution is installed."""
+    import xml.etree.ElementTree as ET
+
+    licences = [(e.text, e.get("file")) for e in ET.parse(ROOT / "package.xml").getroot().iter("license")]
+    assert ("Apache-2.0", "LICENSE") in licences and "Apache License" in (ROOT / "LICENSE").read_text()
+    for _, path in licences:
+        assert (ROOT / path).is_file(), path
+    for part in ("models/README.md", "samples/README.md"):
+        assert {text for text, path in licences if path == part} == {"CC-BY-NC-SA-3.0", "CC-BY-NC-4.0"}, part
 
 
 def _model_path_without_ament_index(env: dict, cwd: Path) -> subprocess.CompletedProcess:

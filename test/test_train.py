@@ -86,7 +86,8 @@ def test_init_fine_tunes_a_trained_checkpoint(two_frames, tmp_path, capsys):
     first = load_checkpoint(tmp_path / "first" / "last.pt")
     # With a zero learning rate the fine-tuned weights are exactly the checkpoint's: --init loaded all of them,
     # and the run starts its own epoch count, optimiser and schedule.
-    train_main(_args(two_frames, tmp_path / "tuned", *common, "--lr", "0", "--init", str(tmp_path / "first" / "last.pt")))
+    train_main(_args(two_frames, tmp_path / "tuned", *common, "--lr", "0", "--init",
+                     str(tmp_path / "first" / "last.pt")))
     tuned = load_checkpoint(tmp_path / "tuned" / "last.pt")
     assert tuned["epoch"] == 0 and tuned["args"]["init"] == str(tmp_path / "first" / "last.pt")
     params = {name for name, _ in FCN(FCNConfig.from_dict(first["config"])).named_parameters()}

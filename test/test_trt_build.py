@@ -9,7 +9,6 @@ import shutil
 import onnx
 import pytest
 from trt_fakes import RELEASES, install
-from trt_fakes.fixtures import fakes  # noqa: F401 - the fixture
 
 from fcn_road_seg.backends import fallback_reason, open_backend
 from fcn_road_seg.backends.tensorrt import TensorRTBackend
@@ -62,7 +61,7 @@ def test_fp32_clears_tf32(fakes, tiny_onnx, tmp_path, cache_root):
 
 
 def test_int8_calibrates_with_every_frame_and_keys_its_cache_by_model(fakes, tiny_onnx, tmp_path, cache_root,
-                                                                       caplog):
+                                                                      caplog):
     options = BuildOptions(precision="int8", calib_dir=samples_dir(), calib_cache=tmp_path / "road.calib")
     if fakes.major >= 11:
         with pytest.raises(TensorRTError, match="removed implicit INT8 calibration.*ModelOpt"):
@@ -155,7 +154,7 @@ def test_plan_from_another_tensorrt_is_refused(fakes, tiny_onnx, tmp_path, cache
 
 
 def test_unwritable_cache_folder_is_a_clear_error_and_auto_falls_back(fakes, tiny_onnx, tmp_path, monkeypatch,
-                                                                       caplog):
+                                                                      caplog):
     blocker = tmp_path / "a file"
     blocker.write_text("")
     monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(blocker / "cache"))  # no folder can be made there

@@ -3,7 +3,6 @@ wrong keywords, missing positionals and read-only properties fail as pybind11 fa
 functions and CUDA's context rules likewise. (If these pass, a code path that misuses an API fails too.)"""
 import numpy as np
 import pytest
-from trt_fakes.fixtures import fakes  # noqa: F401 - the fixture
 
 from trt_fakes.strict import load_surface
 

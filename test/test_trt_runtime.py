@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from trt_fakes.fixtures import fakes  # noqa: F401 - the fixture
 
 from fcn_road_seg.backends import fallback_reason, open_backend
 from fcn_road_seg.errors import TensorRTError
@@ -97,13 +96,13 @@ def test_auto_falls_back_to_a_cpu_backend_when_the_build_fails(fakes, tiny_onnx,
 def test_node_runs_on_tensorrt_and_counts_a_cuda_failure(fakes, tiny_onnx, harness, frames, reference):
     from rclpy.parameter import Parameter
     from ros_frames import image_msg
-    from ros_harness import RAW_TOPIC, status_values, wait_until
+    from ros_harness import remap_image, status_values, wait_until
 
     from fcn_road_seg.ros.node import NODE_NAME, RoadSegmentationNode
 
     mask_topic = f"/{NODE_NAME}/mask"
-    node = harness.add(RoadSegmentationNode(context=harness.context, parameter_overrides=[
-        Parameter("model", value=str(tiny_onnx)), Parameter("image_topic", value=RAW_TOPIC),
+    node = harness.add(RoadSegmentationNode(context=harness.context, cli_args=remap_image(), parameter_overrides=[
+        Parameter("model", value=str(tiny_onnx)),
         Parameter("backend", value="tensorrt")]))
     probe = harness.probe
     probe.listen(mask_topic)

@@ -3,7 +3,8 @@
 ``fcn-road-seg bag from-kitti`` / ``bag from-folder`` write an image topic, a GT topic and (KITTI, when
 ``calib/`` is present) a camera_info topic (P = P2) and, on ``/tf``, each frame's camera pose in a REP-103
 road frame ``road`` (x forward, y left, z up, on the road; from Tr_cam_to_road and R0_rect), which
-``evaluate --bev`` turns back into the devkit's bird's-eye view and a tf2-enabled node can use; frames get synthetic stamps at ``rate_hz``, used both as
+``evaluate --bev`` turns back into the devkit's bird's-eye view and a tf2-enabled node can use; frames get
+synthetic stamps at ``rate_hz``, used both as
 header stamps and as bag times. The frame names are kept in the bag's ``custom_data`` (metadata.yaml) so
 an evaluation of the bag reports per-category numbers like the folder does. Bags are rosbag2 format
 version 8 (what ROS 2 Jazzy's ``ros2 bag play`` reads), sqlite3 by default or MCAP.
@@ -305,8 +306,8 @@ def check_finished_bag(path: str | Path) -> None:
     if unfinished is not None:
         raise BagError(f"{path} is an unfinished bag ({unfinished} is where an interrupted or failed run was "
                        "writing); write the bag again")
-    if path.is_dir() and not (path / "metadata.yaml").is_file() and (any(path.glob("*.db3")) or
-                                                                      any(path.glob("*.mcap"))):
+    storage_files = any(path.glob("*.db3")) or any(path.glob("*.mcap")) if path.is_dir() else False
+    if storage_files and not (path / "metadata.yaml").is_file():
         raise BagError(f"{path} has no metadata.yaml: its writer did not finish (interrupted or crashed), so "
                        "the bag may be incomplete; write it again")
 
@@ -349,4 +350,3 @@ def find_connection(reader, topic: str):
             return conn
     have = ", ".join(f"{t} [{i.msgtype}]" for t, i in sorted(reader.topics.items())) or "none"
     raise BagError(f"topic {topic!r} is not in {reader.path}; it has: {have}")
-

@@ -37,10 +37,12 @@ import numpy as np
 from ..errors import InputImageError
 
 __all__ = ["KittiBevGrid", "KITTI_BEV", "GroundGrid", "CameraPose", "BevLut", "lut_from_homography",
-           "read_kitti_calib", "kitti_road_projection", "kitti_bev_lut", "kitti_camera_pose", "road_projection_from_pose",
+           "read_kitti_calib", "kitti_road_projection", "kitti_bev_lut", "kitti_camera_pose",
+           "road_projection_from_pose",
            "ground_lut",
            "warp_labels", "warp_probability", "warp_image", "occupancy", "ROAD_FROM_REP103",
-           "quaternion_from_matrix", "matrix_from_quaternion", "transform_matrix", "sibling_topic", "OCCUPANCY_FREE", "OCCUPANCY_OCCUPIED",
+           "quaternion_from_matrix", "matrix_from_quaternion", "transform_matrix", "sibling_topic", "OCCUPANCY_FREE",
+           "OCCUPANCY_OCCUPIED",
            "OCCUPANCY_UNKNOWN"]
 
 OCCUPANCY_FREE, OCCUPANCY_OCCUPIED, OCCUPANCY_UNKNOWN = 0, 100, -1

@@ -203,7 +203,8 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, source: dict, contract=
         "worst": [{"name": n, "IoU": v} for n, v, _ in ev.worst()],
     }
     report["pr_curve"] = _pr_curve(ev, out / "pr_curve.png")
-    report["files"] = ["report.json", "report.md", "pr_curve.png"] + (["montage.png"] if _montage(ev, out / "montage.png") else [])
+    montage = ["montage.png"] if _montage(ev, out / "montage.png") else []
+    report["files"] = ["report.json", "report.md", "pr_curve.png"] + montage
     if bev is not None:
         report["bev"] = _bev_section(*bev, out)
         report["files"] += [report["bev"]["montage"]] if report["bev"]["montage"] else []

@@ -150,5 +150,6 @@ def main(args: list[str] | None = None) -> int:
             player.destroy_node()
         rclpy.try_shutdown()
 
+
 if __name__ == "__main__":
     raise SystemExit(main())

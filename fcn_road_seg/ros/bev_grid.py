@@ -1,14 +1,18 @@
 """``~/bev_grid``: the node's road probability on the ground as a ``nav_msgs/OccupancyGrid`` (Nav2, planners).
 
 Road = 0 (free), not road = 100 (occupied), cells the camera does not see = -1 (unknown), in the frame
-``bev_frame`` (REP-103: x forward, y left, the ground is z = 0), with the input image's stamp. The grid
-covers ``bev_width`` m across and ``bev_ahead`` m forward of the frame's origin at ``bev_resolution`` m.
-Intrinsics come from ``CameraInfo`` (P, else K; rectified images: distortion is not modelled) on
-``camera_info_topic`` (default: the image topic's sibling ``camera_info``); the camera pose from tf2
-(``bev_frame`` <- the image's frame_id) when ``tf2_ros`` is importable, else from the ``camera_*``
-parameters (``bev_pose_source`` chooses). The lookup table (``evaluation.bev.ground_lut``) is rebuilt only
-when CameraInfo, the pose or the grid changes; per frame it is one ``cv2.remap`` and a threshold. Off by
-default (``publish_bev_grid``); until CameraInfo arrives nothing is published and /diagnostics says why.
+``bev_frame`` (REP-103: x forward, y left, the ground is z = 0), with the input image's stamp, published
+reliable + transient local, depth 1 (REP-2003 for maps: a late subscriber such as Nav2's StaticLayer gets the
+newest grid at once; ``bev_transient_local: false`` makes it volatile). The grid covers ``bev_width`` m across
+and ``bev_ahead`` m forward of the frame's origin at ``bev_resolution`` m. Intrinsics come from ``CameraInfo``
+(P, else K; rectified images: distortion is not modelled) on ``camera_info``, the sibling of the resolved
+image topic (image_transport's convention: remap ``image`` and the info follows; a remap of ``camera_info``
+itself wins). The camera pose comes from tf2 (``bev_frame`` <- the image's frame_id, at the image's stamp,
+waiting at most ``bev_tf_timeout``; else the latest transform, logged and counted) when ``tf2_ros`` is
+importable, else from the ``camera_*`` parameters (``bev_pose_source`` chooses). The lookup table
+(``evaluation.bev.ground_lut``) is rebuilt only when CameraInfo, the pose or the grid changes; per frame it
+is one ``cv2.remap`` and a threshold. Off by default (``publish_bev_grid``); until CameraInfo arrives
+nothing is published and /diagnostics says why.
 """
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.duration import Duration
+from rclpy.event_handler import PublisherEventCallbacks
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
@@ -43,8 +49,9 @@ MAX_CELLS = 4_000_000
 BEV_DEFAULTS = {
     "publish_bev_grid": False,
     "bev_frame": "base_link",
-    "camera_info_topic": "",
+    "bev_transient_local": True,
     "bev_pose_source": "auto",
+    "bev_tf_timeout": 0.05,
     "bev_resolution": 0.1,
     "bev_width": 20.0,
     "bev_ahead": 40.0,
@@ -58,14 +65,16 @@ BEV_DEFAULTS = {
 BEV_LIVE = ("publish_bev_grid", "bev_resolution", "bev_width", "bev_ahead", "camera_height", "camera_pitch",
             "camera_roll", "camera_yaw", "camera_x", "camera_y")
 _POSE_SOURCES = ("auto", "tf", "parameters")
-_RANGES = {"bev_resolution": (0.01, 5.0), "bev_width": (0.1, 500.0), "bev_ahead": (0.1, 500.0),
+_RANGES = {"bev_tf_timeout": (0.0, 1.0), "bev_resolution": (0.01, 5.0), "bev_width": (0.1, 500.0),
+           "bev_ahead": (0.1, 500.0),
            "camera_height": (0.01, 100.0), "camera_pitch": (-1.5, 1.5), "camera_roll": (-math.pi, math.pi),
            "camera_yaw": (-math.pi, math.pi), "camera_x": (-100.0, 100.0), "camera_y": (-100.0, 100.0)}
 _DESCRIPTIONS = {
     "publish_bev_grid": "publish ~/bev_grid (nav_msgs/OccupancyGrid: road 0, not road 100, unseen -1)",
     "bev_frame": "frame of ~/bev_grid (REP-103, ground at z = 0), e.g. base_link or base_footprint",
-    "camera_info_topic": "CameraInfo topic; empty = <image_topic>/../camera_info",
+    "bev_transient_local": "~/bev_grid durability: transient local (REP-2003 maps, Nav2 StaticLayer) or volatile",
     "bev_pose_source": "camera pose: tf (tf2_ros), parameters (camera_*), auto = tf when tf2_ros is installed",
+    "bev_tf_timeout": "s to wait for the tf at the image's stamp before falling back to the latest transform",
     "bev_resolution": "~/bev_grid cell size (m)",
     "bev_width": "~/bev_grid extent across, centred on bev_frame's x axis (m)",
     "bev_ahead": "~/bev_grid extent forward of bev_frame's origin (m)",
@@ -116,9 +125,11 @@ class _Intrinsics:
 
 
 class BevGridPublisher:
-    """Owns the ``~/bev_grid`` publisher, the CameraInfo subscription, its parameters and lookup table."""
+    """Owns the ``~/bev_grid`` parameters, and between ``open`` and ``close`` its publisher, the CameraInfo
+    subscription and the lookup table."""
 
-    def __init__(self, node, image_topic: str, qos: QoSProfile) -> None:
+    def __init__(self, node) -> None:
+        """Declare and check the BEV parameters on ``node`` (topics come with ``open``)."""
         self.node = node
         for name, default in BEV_DEFAULTS.items():
             descriptor = ranged_descriptor(name, _DESCRIPTIONS[name], name not in BEV_LIVE, default, _RANGES)
@@ -131,22 +142,46 @@ class BevGridPublisher:
         self.frame = values["bev_frame"]
         source = values["bev_pose_source"]
         self.pose_source = "tf" if source == "tf" or (source == "auto" and TF2_AVAILABLE) else "parameters"
+        self._tf_timeout = Duration(seconds=values["bev_tf_timeout"])
+        self.qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                              durability=DurabilityPolicy.TRANSIENT_LOCAL if values["bev_transient_local"]
+                              else DurabilityPolicy.VOLATILE)
         self._settings = self._make_settings(values)
         self._lock = threading.Lock()
         self._intrinsics: _Intrinsics | None = None
         self._lut = None
         self._lut_key: tuple | None = None
-        self.published = self.rebuilds = self.skipped = 0
+        self.published = self.rebuilds = self.skipped = self.tf_fallbacks = 0
         self.problem: str | None = None  # why the last frame gave no grid
-        self.camera_info_topic = values["camera_info_topic"] or sibling_topic(image_topic)
-        self.publisher = node.create_publisher(OccupancyGrid, "~/bev_grid", qos)
+        self.publisher = self.info_subscription = None
+        self.camera_info_topic = ""
+        node.add_on_set_parameters_callback(self._validate)
+        node.add_post_set_parameters_callback(self._apply)
+
+    def open(self, image_topic: str, events: PublisherEventCallbacks | None = None) -> None:
+        """Create ``~/bev_grid`` and subscribe to the CameraInfo beside ``image_topic`` (resolved, remapped)."""
+        node = self.node
+        remapped = node.resolve_topic_name("camera_info")
+        self.camera_info_topic = (remapped if remapped != node.resolve_topic_name("camera_info", only_expand=True)
+                                  else sibling_topic(image_topic))
+        self.publisher = node.create_publisher(OccupancyGrid, "~/bev_grid", self.qos, event_callbacks=events)
         self.info_subscription = node.create_subscription(CameraInfo, self.camera_info_topic, self._on_camera_info,
                                                           qos_profile_sensor_data)
         if self.pose_source == "tf":
             self._tf_buffer = Buffer()
             self._tf_listener = TransformListener(self._tf_buffer, node)
-        node.add_on_set_parameters_callback(self._validate)
-        node.add_post_set_parameters_callback(self._apply)
+
+    def close(self) -> None:
+        """Destroy the publisher, the subscription and the tf listener (``open`` makes them again)."""
+        with self._lock:
+            if self.publisher is not None:
+                self.node.destroy_publisher(self.publisher)
+                self.node.destroy_subscription(self.info_subscription)
+                self.publisher = self.info_subscription = None
+            if getattr(self, "_tf_listener", None) is not None:
+                self._tf_listener.unregister()
+                self._tf_listener = self._tf_buffer = None
+            self._intrinsics = None
 
     # -- parameters ---------------------------------------------------------------------------------------------
     def _values(self, changed: dict | None = None) -> dict:
@@ -181,18 +216,32 @@ class BevGridPublisher:
         if self._intrinsics is None or self._intrinsics.key != key:
             self._intrinsics = _Intrinsics(projection, (msg.height, msg.width), key)
 
+    def listened(self) -> bool:
+        """Whether someone subscribes to ``~/bev_grid``."""
+        publisher = self.publisher
+        return publisher is not None and publisher.get_subscription_count() > 0
+
     def wanted(self) -> bool:
         """Whether this frame should give a grid (enabled and someone listens)."""
-        return self._settings.enabled and self.publisher.get_subscription_count() > 0
+        return self._settings.enabled and self.listened()
 
     def _pose(self, header: Header, settings: _Settings) -> np.ndarray | None:
+        """The camera pose at the image's stamp (tf: that stamp, else the latest transform, counted)."""
         if self.pose_source == "parameters":
             return settings.pose
         try:
-            t = self._tf_buffer.lookup_transform(self.frame, header.frame_id, Time())
-        except TransformException as err:
-            self.problem = f"no tf from {header.frame_id!r} to {self.frame!r} ({err})"
-            return None
+            t = self._tf_buffer.lookup_transform(self.frame, header.frame_id, Time.from_msg(header.stamp),
+                                                 timeout=self._tf_timeout)
+        except TransformException as at_stamp:
+            try:
+                t = self._tf_buffer.lookup_transform(self.frame, header.frame_id, Time())
+            except TransformException as err:
+                self.problem = f"no tf from {header.frame_id!r} to {self.frame!r} ({err})"
+                return None
+            self.tf_fallbacks += 1
+            self.node.get_logger().warn(
+                f"no tf from {header.frame_id!r} to {self.frame!r} at the image's stamp ({at_stamp}); the grid uses "
+                f"the latest transform ({self.tf_fallbacks} times so far)", throttle_duration_sec=5.0)
         return transform_matrix(t.transform)
 
     # -- per frame ----------------------------------------------------------------------------------------------
@@ -205,7 +254,7 @@ class BevGridPublisher:
 
     def _publish(self, probability: np.ndarray, threshold: float, header: Header) -> bool:
         settings, intrinsics = self._settings, self._intrinsics
-        if intrinsics is None:
+        if intrinsics is None or self.publisher is None:
             self.problem = f"waiting for CameraInfo on {self.camera_info_topic}: no grid without intrinsics"
             return False
         if intrinsics.size != probability.shape[:2]:
@@ -250,6 +299,7 @@ class BevGridPublisher:
         fields = {"camera_info_topic": self.camera_info_topic, "pose_source": self.pose_source, "frame": self.frame,
                   "cells": f"{cols}x{rows}", "resolution": f"{settings.grid.resolution:g}",
                   "published": str(self.published), "skipped": str(self.skipped),
-                  "lut_rebuilds": str(self.rebuilds), "topic": self.publisher.topic_name}
+                  "lut_rebuilds": str(self.rebuilds), "tf_fallbacks": str(self.tf_fallbacks),
+                  "topic": self.publisher.topic_name if self.publisher is not None else "closed"}
         status.values = [KeyValue(key=k, value=v) for k, v in fields.items()]
         return [status]

@@ -144,7 +144,8 @@ def run_demo(config: DemoConfig) -> DemoReport:
             time.sleep(0.01)  # discovery on localhost, before frames flow
         publisher = ImageFolderPublisher(context=context, parameter_overrides=[
             Parameter("folder", value=str(images)), Parameter("rate_hz", value=float(config.rate_hz)),
-            Parameter("image_topic", value=road.config.image_topic)])
+            Parameter("wait_for_subscribers", value=1)])  # the node subscribes (lazily) once the collector listens
+        # both in the root namespace: the publisher's `image` is the node's `image`
         nodes.append(publisher)
         executor.add_node(publisher)
 

@@ -77,7 +77,8 @@ class RoadEvaluator(Node):
         self.create_subscription(Image, self.probability_topic, self._on_probability, qos)
         self.create_subscription(Image, self.gt_topic, self._on_gt, qos)
         self.create_service(Trigger, "~/write_report", self._on_write_report)
-        self.get_logger().info(f"pairing {self.probability_topic} with {self.gt_topic} by stamp -> report in {self.out}")
+        self.get_logger().info(
+            f"pairing {self.probability_topic} with {self.gt_topic} by stamp -> report in {self.out}")
 
     def _on_probability(self, msg: Image) -> None:
         self._pair(msg, self.probabilities, self.gts, probability_first=True)

@@ -2,8 +2,9 @@
 
 A demo or a test needs no camera: ``ros2 run fcn_road_seg image_folder_publisher --ros-args
 -p folder:=samples -p rate_hz:=5.0``. Frames go out as bgr8 sensor_msgs/Image stamped now, with the
-``frame_id`` parameter, on ``image_topic`` with reliable QoS (REP-2003: compatible with best-effort and
-reliable subscribers).
+``frame_id`` parameter, on the relative topic ``image`` (resolved in the node's namespace; remap it:
+``-r image:=/camera/image_raw``) with reliable QoS (REP-2003: compatible with best-effort and reliable
+subscribers).
 """
 from __future__ import annotations
 
@@ -44,7 +45,6 @@ class ImageFolderPublisher(Node):
         self.rate_hz = self.declare_parameter("rate_hz", 10.0, rate).value
         self.loop = self.declare_parameter("loop", True, _read_only("start again after the last frame")).value
         self.frame_id = self.declare_parameter("frame_id", "camera", _read_only("header.frame_id")).value
-        topic = self.declare_parameter("image_topic", "/camera/image_raw", _read_only("output topic")).value
         self.wait_for = self.declare_parameter("wait_for_subscribers", 0, _read_only(
             "hold the first frame until this many subscribers are matched (0 = start at once)")).value
         try:
@@ -62,7 +62,7 @@ class ImageFolderPublisher(Node):
         self._next = 0
         self.published = 0
         self._sources: OrderedDict[tuple[int, int], Path] = OrderedDict()
-        self.publisher = self.create_publisher(Image, topic, 10)
+        self.publisher = self.create_publisher(Image, "image", 10)
         self.timer = self.create_timer(1.0 / self.rate_hz, self._tick)
         self.get_logger().info(f"publishing {len(self.paths)} images from {folder} on {self.publisher.topic_name} "
                                f"at {self.rate_hz:g} Hz{' (looping)' if self.loop else ''}")

@@ -1,8 +1,8 @@
 """Offline model work with PyTorch: the FCN model and its encoders, training datasets, the training loop and
 its flags, calibration and checkpoint -> ONNX export.
 
-May import the core (contract, errors, images, outputs, progress, wording), ``evaluation.metrics`` and ``evaluation.groundtruth`` (one
-KITTI pair listing for training and evaluation). Nothing in the core, ``ros``,
+May import the core (contract, errors, images, outputs, progress, wording), ``evaluation.metrics`` and
+``evaluation.groundtruth`` (one KITTI pair listing for training and evaluation). Nothing in the core, ``ros``,
 ``backends`` or ``trt`` imports this subpackage, so a node or an inference run never loads PyTorch.
 ``args`` is torch-free, so the CLI can build its parser without PyTorch.
 """

@@ -205,7 +205,8 @@ def folder_samples(data: Path, split: str | Path | None, layout: str = "auto", r
     if split is None:
         raise DatasetError(f"{data} is a class-index folder: give a split list of its frames (e.g. test.txt)")
     samples = class_index_samples(data, split)
-    return samples, LabelSpec("index", road_id, ignore_id), f"{name} {listed} ({len(samples)} frames; road id {road_id})"
+    desc = f"{name} {listed} ({len(samples)} frames; road id {road_id})"
+    return samples, LabelSpec("index", road_id, ignore_id), desc
 
 
 def split_kitti(samples: list[Sample], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[Sample], list[Sample]]:

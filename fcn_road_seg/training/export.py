@@ -206,7 +206,8 @@ def export_checkpoint(
         from .datasets import RoadEvalDataset, folder_samples
 
         samples, spec, desc = folder_samples(Path(calibrate_on[0]), calibrate_on[1])
-        calibration = calibrate(net, RoadEvalDataset(samples, spec, tuple(size), norm), f"{desc} at {size[0]}x{size[1]}")
+        calibration = calibrate(net, RoadEvalDataset(samples, spec, tuple(size), norm),
+                                f"{desc} at {size[0]}x{size[1]}")
     contract = contract_for(
         config,
         size,
@@ -216,4 +217,3 @@ def export_checkpoint(
         calibration=calibration,
     )
     return export_onnx(net.eval(), contract, out_path, opset=opset, calibration=calibration)
-

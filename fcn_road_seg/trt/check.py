@@ -95,8 +95,8 @@ class OperatorReport:
         for target, problems in self.failures.items():
             out.append(f"  TensorRT {target}: " + ("OK" if not problems else "FAIL"))
             out.extend(f"    - {p}" for p in problems)
-        out.append("static shapes matching the contract: " + ("OK" if not self.shape_problems
-                                                             else "FAIL: " + "; ".join(self.shape_problems)))
+        shapes = "OK" if not self.shape_problems else "FAIL: " + "; ".join(self.shape_problems)
+        out.append("static shapes matching the contract: " + shapes)
         return out
 
 

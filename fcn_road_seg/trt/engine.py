@@ -73,8 +73,8 @@ log = logging.getLogger(__name__)
 # 1 GiB: enough for FCN-8s tactics, and leaves room for the model, ROS and the camera on an 8 GB Jetson.
 DEFAULT_WORKSPACE_MIB = 1024
 INSTALL_HINT = (
-    "on Jetson TensorRT comes with JetPack (python3-libnvinfer) and pycuda is `pip install 'pycuda>=2024.1.1'` with the CUDA "
-    "toolkit on PATH (export PATH=/usr/local/cuda/bin:$PATH); on a desktop with an NVIDIA driver "
+    "on Jetson TensorRT comes with JetPack (python3-libnvinfer) and pycuda is `pip install 'pycuda>=2024.1.1'` "
+    "with the CUDA toolkit on PATH (export PATH=/usr/local/cuda/bin:$PATH); on a desktop with an NVIDIA driver "
     "`pip install tensorrt pycuda` (or pip install 'fcn_road_seg[tensorrt]'); see docs/tensorrt.md"
 )
 INT8_ON_11 = (

@@ -92,7 +92,8 @@ def convert_to_fp16(model_path: str | Path, out_path: str | Path) -> Path:
     nodes = [n for n in model.graph.node if not n.name]
     if nodes:
         raise ValueError(f"{model_path}: {len(nodes)} unnamed node(s); re-export with `fcn-road-seg export`")
-    with warnings.catch_warnings():  # one line per tiny weight clipped to FP16's range; the fidelity check measures the effect
+    # one line per tiny weight clipped to FP16's range; the fidelity check measures the effect
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="the float32 number", category=UserWarning)
         half = convert_float_to_float16(model, keep_io_types=True, node_block_list=_float32_nodes(model))
     _restore_float32_outputs(half, {o.name: o.type.tensor_type.elem_type for o in model.graph.output})

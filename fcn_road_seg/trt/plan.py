@@ -161,7 +161,6 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-
 def cache_dir() -> Path:
     """``$FCN_ROAD_SEG_CACHE`` or ``$XDG_CACHE_HOME/fcn_road_seg`` (default ``~/.cache/fcn_road_seg``)."""
     env = os.environ.get("FCN_ROAD_SEG_CACHE")
