@@ -82,7 +82,8 @@ def test_node_reports_the_fallback_on_diagnostics(tiny_onnx):
         values = status_values(harness.probe.latest_status(NODE_NAME, timeout=10.0))
         assert values["backend"] == "onnxruntime"
         assert values["backend_selection"].startswith(FALLBACK) and "is not installed" in values["backend_selection"]
-        wait_until(lambda: logs.lines(NODE_NAME, containing="segmenting"), what="the node's start-up log")
+        wait_until(lambda: logs.lines(NODE_NAME, containing="segmenting"), timeout=30,
+                   what="the node's start-up log")
         warns = logs.lines(NODE_NAME, Log.WARN)
         assert len(warns) == 1 and "TensorRT is not installed" in warns[0] and "backend:=onnxruntime" in warns[0]
         harness.remove(node)

@@ -107,7 +107,11 @@ class Masks:
 
 def _the_one(query, topic: str):
     """The single endpoint ``query`` (a graph query of the probe) finds on ``topic``, once discovery shows it."""
-    wait_until(lambda: len(query(topic)) == 1, what=f"one endpoint on {topic} in the ROS graph")
+    def found():  # DDS discovery names the endpoint's node a moment after the endpoint itself
+        infos = query(topic)
+        return len(infos) == 1 and infos[0].node_name != "_NODE_NAME_UNKNOWN_"
+
+    wait_until(found, timeout=30, what=f"one endpoint on {topic} in the ROS graph, with its node's name")
     (info,) = query(topic)
     return info
 
