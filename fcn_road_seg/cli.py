@@ -70,6 +70,9 @@ def _add_refine_args(p: argparse.ArgumentParser) -> None:
     from .refine import CRF_INSTALL_HINT, CrfConfig
 
     d = CrfConfig()
+    p.add_argument("--tta", default="none", choices=["none", "flip"],
+                   help="test-time augmentation: flip averages each frame's road probability with its mirror's "
+                        "(2x inference time; an offline/GPU option)")
     p.add_argument("--refine", default="none", choices=["none", "crf"],
                    help=f"refine the probability with a dense CRF (slow, offline; needs {CRF_INSTALL_HINT})")
     for flag, name, kind, what in (
@@ -116,7 +119,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     paths = list({p.resolve(): p for p in list_images(args.inputs)}.values())  # a file given twice: once
     stems = _output_stems(paths)
     segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
-                              refine=_refine_config(args))
+                              refine=_refine_config(args), tta=args.tta)
     args.out.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no empty folder
     stages: dict[str, list[float]] = {}
     failed: list[str] = []
@@ -253,7 +256,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         camera_info_topic=args.camera_info_topic)
     source = open_source(config)  # layout, topics and their types are checked before the model loads
     with RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
-                       refine=_refine_config(args)) as segmenter:
+                       refine=_refine_config(args), tta=args.tta) as segmenter:
         report = run_evaluation(config, segmenter, source)
     m, f = report["metrics"], report["frames"]
     print(f"{plural(f['evaluated'], 'frame')} ({f['skipped']} skipped, {f['unmatched_images']} images / "

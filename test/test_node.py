@@ -412,3 +412,20 @@ def test_image_folder_publisher_plays_a_folder_once_or_looping(harness, tmp_path
         ImageFolderPublisher(context=harness.context, parameter_overrides=[Parameter("folder", value=str(empty))])
     with pytest.raises(FcnRoadSegError, match="'folder' is empty.*--ros-args -p folder:=DIR"):
         ImageFolderPublisher(context=harness.context)
+
+
+def test_tta_parameter_is_validated_and_applied_live(harness, road, offline, kitti_frame):
+    probe = harness.probe
+    (rejected,) = probe.set_parameters(NODE_NAME, tta="mirror")
+    assert not rejected.successful and "tta must be one of none, flip" in rejected.reason
+    assert road.get_parameter("tta").value == "none"
+    assert probe.set_parameters(NODE_NAME, tta="flip")[0].successful
+    try:
+        (mask,) = roundtrip(harness, image_msg(kitti_frame, "bgr8"))
+        offline.tta = "flip"
+        flipped = offline.segment(kitti_frame).mask
+    finally:
+        offline.tta = "none"
+        assert probe.set_parameters(NODE_NAME, tta="none")[0].successful
+    assert (flipped != offline.segment(kitti_frame).mask).any()  # flip changes this model's mask
+    assert_same_mask(pixels(mask), flipped, "tta flip")

@@ -32,7 +32,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from ..backends import BACKENDS
 from ..errors import FcnRoadSegError, InputImageError, ModelError
 from ..evaluation.metrics import quantize_probability
-from ..pipeline import RoadSegmenter
+from ..pipeline import TTA_MODES, RoadSegmenter
 from .bev_grid import BevGridPublisher
 from .camera_faults import CameraFaultCheck, FaultLimits
 from .image_msgs import CONVERTER, array_to_image, describe, message_to_bgr
@@ -56,6 +56,7 @@ DEFAULTS = {
     "input_qos": "sensor_data",
     "output_qos": "reliable",
     "threshold": 0.0,
+    "tta": "none",
     "overlay_alpha": 0.5,
     "publish_overlay": True,
     "publish_probability": True,
@@ -70,8 +71,9 @@ CHOICES = {
     "input_transport": ("raw", "compressed"),
     "input_qos": ("sensor_data", "reliable"),
     "output_qos": ("reliable", "sensor_data"),
+    "tta": TTA_MODES,
 }
-LIVE = ("threshold", "overlay_alpha", "publish_overlay", "publish_probability", "max_rate_hz", "blank_stddev",
+LIVE = ("threshold", "tta", "overlay_alpha", "publish_overlay", "publish_probability", "max_rate_hz", "blank_stddev",
         "saturated_fraction", "frozen_frames")
 _RANGES = {"threshold": (0.0, 1.0), "overlay_alpha": (0.0, 1.0), "max_rate_hz": (0.0, 1000.0),
            "blank_stddev": (0.0, 255.0), "saturated_fraction": (0.5, 1.0), "frozen_frames": (0, 1000)}
@@ -84,6 +86,7 @@ _DESCRIPTIONS = {
     "input_qos": "sensor_data: best effort, depth 1 (cameras); reliable: reliable, depth 1",
     "output_qos": "reliable (REP-2003) or sensor_data (best effort)",
     "threshold": "road when probability >= threshold, in [0, 1); 0 = the model's own default",
+    "tta": "test-time augmentation: none, or flip (average with the mirrored frame: 2x inference time)",
     "overlay_alpha": "opacity of the green road tint on ~/overlay",
     "publish_overlay": "compute and publish ~/overlay (only while someone subscribes)",
     "publish_probability": "compute and publish ~/probability (only while someone subscribes)",
@@ -133,6 +136,7 @@ class LiveSettings:
     """Settings that may change while running; replaced as a whole, read once per frame."""
 
     threshold: float
+    tta: str
     overlay_alpha: float
     publish_overlay: bool
     publish_probability: bool
@@ -343,6 +347,7 @@ class RoadSegmentationNode(Node):
             return
         segmenter = self._segmenter
         segmenter.threshold = live.threshold or segmenter.contract.default_threshold
+        segmenter.tta = live.tta
         try:
             frame = message_to_bgr(msg)
             if not self._usable(frame, msg, live):
@@ -418,6 +423,7 @@ class RoadSegmentationNode(Node):
             "model": str(getattr(backend, "path", self.config.model or "shipped")),
             "network_input": f"{contract.input_width}x{contract.input_height}",
             "threshold": f"{segmenter.threshold:g}",
+            "tta": segmenter.tta,
             "input_topic": self.input_topic,
             "converter": CONVERTER,
         }
