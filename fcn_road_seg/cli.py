@@ -88,6 +88,9 @@ def _add_refine_args(p: argparse.ArgumentParser) -> None:
     from .refine import CRF_INSTALL_HINT, CrfConfig
 
     d = CrfConfig()
+    p.add_argument("--tta", default="none", choices=["none", "flip"],
+                   help="test-time augmentation: flip averages each frame's road probability with its mirror's "
+                        "(2x inference time; an offline/GPU option)")
     p.add_argument("--refine", default="none", choices=["none", "crf"],
                    help=f"refine the probability with a dense CRF (slow, offline; needs {CRF_INSTALL_HINT})")
     for flag, name, kind, what in (
@@ -120,11 +123,12 @@ def _arch_config(args: argparse.Namespace):
 
 
 def _open_segmenter(args: argparse.Namespace):
-    """The RoadSegmenter of --model/--backend/--threshold/--refine; a fallback to ONNX Runtime is one INFO line."""
+    """The RoadSegmenter of --model/--backend/--threshold/--refine/--tta; a fallback to ONNX Runtime: one INFO line."""
     from .backends import fallback_reason
     from .pipeline import RoadSegmenter
 
-    segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold, refine=_refine_config(args))
+    segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold, refine=_refine_config(args),
+                              tta=args.tta)
     reason = fallback_reason(segmenter.backend)
     if reason:
         log.info("%s: using ONNX Runtime (--backend onnxruntime skips the TensorRT try)", reason)

@@ -2,7 +2,8 @@
 
 frame (HxWx3 uint8, RGB or BGR, any size) -> resize to the contract's network size -> backend ->
 probability resized back to the frame's size -> (dense-CRF refinement, when asked for) -> mask (0/255 at the
-threshold) -> overlay on request.
+threshold) -> overlay on request. With test-time flip (``tta="flip"``) the network also runs on the mirrored
+frame and the two road probabilities are averaged (the mirror's mirrored back): two inferences per frame.
 """
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ from .errors import FrameSizeError, InputImageError
 from .preprocess import preprocess
 from .refine import CrfConfig, DenseCrfRefiner
 
-__all__ = ["RoadSegmenter", "RoadMask", "overlay", "MAX_UPSCALE", "MIN_SIDE"]
+__all__ = ["RoadSegmenter", "RoadMask", "overlay", "MAX_UPSCALE", "MIN_SIDE", "TTA_MODES"]
 
 # A frame is refused when the network would have to enlarge it more than this (it would invent detail),
 # or when a side is shorter than MIN_SIDE pixels.
 MAX_UPSCALE = 4.0
 MIN_SIDE = 32
 OVERLAY_COLOR_BGR = (0, 255, 0)
+TTA_MODES = ("none", "flip")  # test-time augmentation: none, or the average with the horizontal mirror
 
 
 @dataclass
@@ -60,12 +62,14 @@ class RoadSegmenter:
         backend: str | Backend = "auto",
         threshold: float | None = None,
         refine: CrfConfig | None = None,
+        tta: str = "none",
         **backend_options,
     ) -> None:
         """Open ``model`` (default: the shipped model) with ``backend`` (a name, or an opened Backend).
 
         ``refine``: refine every probability map with a dense CRF of these parameters (needs the ``crf``
         extra; raises MissingExtraError naming it when absent). None (default): no refinement.
+        ``tta``: one of TTA_MODES; "flip" averages the frame's road probability with its mirror's (2x inference).
         """
         self.refine = refine
         self._refiner = DenseCrfRefiner(refine) if refine is not None else None
@@ -80,6 +84,8 @@ class RoadSegmenter:
         self.threshold = self.contract.default_threshold if threshold is None else threshold
         self._net_hw = (self.contract.input_height, self.contract.input_width)
         self._batch = np.empty(self.contract.input_shape, dtype=np.uint8)
+        self._mirror = np.empty_like(self._batch)
+        self.tta = tta
 
     @property
     def threshold(self) -> float:
@@ -90,6 +96,26 @@ class RoadSegmenter:
         if not 0.0 < float(value) < 1.0:
             raise ValueError(f"threshold must lie in (0, 1), got {value}")
         self._threshold = float(value)
+
+    @property
+    def tta(self) -> str:
+        return self._tta
+
+    @tta.setter
+    def tta(self, value: str) -> None:
+        if value not in TTA_MODES:
+            raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {value!r}")
+        self._tta = value
+
+    def _infer(self) -> np.ndarray:
+        """Road probability at the network size for the preprocessed batch (with its mirror's, under tta)."""
+        prob = self.backend.infer(self._batch)[0]
+        if self._tta == "flip":
+            prob = prob.copy()  # a backend may hand out its output buffer, which the next call overwrites
+            np.copyto(self._mirror, self._batch[:, :, ::-1])
+            prob += self.backend.infer(self._mirror)[0][:, ::-1]
+            prob *= 0.5
+        return prob
 
     def check_frame(self, frame: np.ndarray) -> None:
         """Raise InputImageError naming the fix if ``frame`` cannot be segmented."""
@@ -119,7 +145,7 @@ class RoadSegmenter:
         t0 = time.perf_counter()
         preprocess(frame, self.contract, color_order=color_order, out=self._batch)
         t1 = time.perf_counter()
-        prob_net = self.backend.infer(self._batch)[0]
+        prob_net = self._infer()
         t2 = time.perf_counter()
         probability = cv2.resize(prob_net, (w, h), interpolation=cv2.INTER_LINEAR)
         refine_s = 0.0

@@ -444,3 +444,20 @@ def test_the_backend_gets_the_message_s_frame_in_the_model_s_channel_order(harne
     roundtrip(harness, image_msg(kitti_frame, encoding))
     assert contract.channel_order == "RGB" and recorder.batches
     np.testing.assert_array_equal(recorder.batches[-1], expected_batch(kitti_frame, contract))
+
+
+def test_tta_parameter_is_validated_and_applied_live(harness, road, offline, kitti_frame):
+    probe = harness.probe
+    (rejected,) = probe.set_parameters(NODE_NAME, tta="mirror")
+    assert not rejected.successful and "tta must be one of none, flip" in rejected.reason
+    assert road.get_parameter("tta").value == "none"
+    assert probe.set_parameters(NODE_NAME, tta="flip")[0].successful
+    try:
+        (mask,) = roundtrip(harness, image_msg(kitti_frame, "bgr8"))
+        offline.tta = "flip"
+        flipped = offline.segment(kitti_frame).mask
+    finally:
+        offline.tta = "none"
+        assert probe.set_parameters(NODE_NAME, tta="none")[0].successful
+    assert (flipped != offline.segment(kitti_frame).mask).any()  # flip changes this model's mask
+    assert_same_mask(pixels(mask), flipped, "tta flip")

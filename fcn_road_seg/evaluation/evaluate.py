@@ -335,7 +335,8 @@ def run_evaluation(config: EvalConfig, segmenter, source=None) -> dict:
            "write_bag": str(config.write_bag) if config.write_bag else None}
     backend = {"name": segmenter.backend.name, "device": segmenter.backend.device,
                "selection": segmenter.backend.selection,
-               "refine": {"crf": asdict(segmenter.refine)} if segmenter.refine is not None else None}
+               "refine": {"crf": asdict(segmenter.refine)} if segmenter.refine is not None else None,
+               "tta": segmenter.tta}
     return write_report(ev, config.out, source=src, contract=segmenter.contract, backend=backend,
                         bev=(bev.ev, bev.grid()) if bev is not None else None)
 

@@ -249,6 +249,7 @@ class RoadSegmentationCore:
             return
         segmenter = self._segmenter
         segmenter.threshold = live.threshold or segmenter.contract.default_threshold
+        segmenter.tta = live.tta
         try:
             frame = message_to_bgr(msg)
             if not self._usable(frame, msg, live):
@@ -326,6 +327,7 @@ class RoadSegmentationCore:
             "model": str(getattr(backend, "path", self.config.model or "shipped")),
             "network_input": f"{contract.input_width}x{contract.input_height}",
             "threshold": f"{segmenter.threshold:g}",
+            "tta": segmenter.tta,
             "input_topic": self.input_topic,
             "subscribed": str(self.subscription is not None),
             "converter": CONVERTER,

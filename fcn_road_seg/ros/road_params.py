@@ -11,6 +11,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from ..backends import BACKENDS
+from ..pipeline import TTA_MODES
 from .camera_faults import FaultLimits
 from .params import out_of_range, ranged_descriptor
 
@@ -26,6 +27,7 @@ DEFAULTS = {
     "output_qos": "reliable",
     "lazy_subscription": True,
     "threshold": 0.0,
+    "tta": "none",
     "overlay_alpha": 0.5,
     "publish_overlay": True,
     "publish_probability": True,
@@ -40,8 +42,9 @@ CHOICES = {
     "input_transport": ("raw", "compressed"),
     "input_qos": ("sensor_data", "reliable"),
     "output_qos": ("reliable", "sensor_data"),
+    "tta": TTA_MODES,
 }
-LIVE = ("threshold", "overlay_alpha", "publish_overlay", "publish_probability", "max_rate_hz", "blank_stddev",
+LIVE = ("threshold", "tta", "overlay_alpha", "publish_overlay", "publish_probability", "max_rate_hz", "blank_stddev",
         "saturated_fraction", "frozen_frames")
 _RANGES = {"threshold": (0.0, 1.0), "overlay_alpha": (0.0, 1.0), "max_rate_hz": (0.0, 1000.0),
            "blank_stddev": (0.0, 255.0), "saturated_fraction": (0.5, 1.0), "frozen_frames": (0, 1000)}
@@ -55,6 +58,7 @@ _DESCRIPTIONS = {
     "output_qos": "reliable (REP-2003) or sensor_data (best effort)",
     "lazy_subscription": "subscribe to the camera only while someone subscribes to an output",
     "threshold": "road when probability >= threshold, in [0, 1); 0 = the model's own default",
+    "tta": "test-time augmentation: none, or flip (average with the mirrored frame: 2x inference time)",
     "overlay_alpha": "opacity of the green road tint on ~/overlay",
     "publish_overlay": "compute and publish ~/overlay (only while someone subscribes)",
     "publish_probability": "compute and publish ~/probability (only while someone subscribes)",
@@ -103,6 +107,7 @@ class LiveSettings:
     """Settings that may change while running; replaced as a whole, read once per frame."""
 
     threshold: float
+    tta: str
     overlay_alpha: float
     publish_overlay: bool
     publish_probability: bool
