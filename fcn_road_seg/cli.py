@@ -60,9 +60,16 @@ def _output_stems(paths: list[Path]) -> dict[Path, str]:
     return {path: path.stem for path in paths}
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_model_args(p: argparse.ArgumentParser, cpu_precision: bool = True) -> None:
     p.add_argument("--model", type=Path, default=None, help="model .onnx or TensorRT plan (default: shipped model)")
-    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"], help="inference runtime")
+    from .backends import BACKENDS, CPU_PRECISIONS
+
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="inference runtime (auto: TensorRT, else OpenVINO, else ONNX Runtime)")
+    if cpu_precision:  # not for the demo: the node runs the default CPU choice
+        p.add_argument("--cpu-precision", default="auto", choices=CPU_PRECISIONS,
+                       help="OpenVINO/ONNX Runtime: int8 = the model's INT8 copy (`quantize`), bf16 = OpenVINO's "
+                            "bfloat16 hint; auto = int8 where a copy exists and --backend is auto, else f32")
     p.add_argument("--threshold", type=float, default=None, help="road threshold (default: the model's contract)")
 
 
@@ -116,6 +123,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     paths = list({p.resolve(): p for p in list_images(args.inputs)}.values())  # a file given twice: once
     stems = _output_stems(paths)
     segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
+                              cpu_precision=args.cpu_precision,
                               refine=_refine_config(args))
     args.out.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no empty folder
     stages: dict[str, list[float]] = {}
@@ -216,6 +224,20 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from .training.quantize import QuantizeConfig, quantize_model
+
+    calib_dir, *split = args.calib
+    if len(split) > 1:
+        raise FcnRoadSegError("--calib takes a folder and at most one split list, e.g. --calib "
+                              "../shared/data/kitti_road_train splits/kitti_road_train.txt")
+    config = QuantizeConfig(Path(calib_dir), Path(split[0]) if split else None, args.max_frames)
+    out = quantize_model(args.model, args.output, config)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, INT8 QDQ); check it with `fcn-road-seg evaluate ... "
+          f"--model {out}`")
+    return 0
+
+
 def _cmd_check_trt(args: argparse.Namespace) -> int:
     from .images import list_images
     from .resources import samples_dir
@@ -252,7 +274,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         write_bag=args.write_bag, write_bag_storage=args.storage, bev=args.bev,
         camera_info_topic=args.camera_info_topic)
     source = open_source(config)  # layout, topics and their types are checked before the model loads
-    with RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold,
+    with RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold, cpu_precision=args.cpu_precision,
                        refine=_refine_config(args)) as segmenter:
         report = run_evaluation(config, segmenter, source)
     m, f = report["metrics"], report["frames"]
@@ -416,6 +438,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing-cache", type=Path, help="timing cache file (default: per GPU and TensorRT version "
                    "under ~/.cache/fcn_road_seg/timing)")
 
+    p = command("quantize", _cmd_quantize, "write a static INT8 (QDQ) copy of an ONNX model for the CPU runtimes, "
+                "calibrated on real frames")
+    p.add_argument("model", type=Path, help="exported float .onnx model")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .onnx (name it MODEL_int8.onnx beside "
+                   "the model for backend auto to find it)")
+    p.add_argument("--calib", nargs="+", required=True, metavar=("DIR", "SPLIT"),
+                   help="calibration frames: a folder (KITTI road layout or plain images) and optionally a split list "
+                        "of the frames to use (frames the model is not evaluated on)")
+    p.add_argument("--max-frames", type=int, default=200, help="at most this many calibration frames")
+
     p = command("check-trt", _cmd_check_trt, "check an ONNX model for TensorRT: operators, static shapes, FP16 "
                 "mask fidelity and FP16 activation range (needs no GPU)")
     p.add_argument("model", type=Path, help="exported .onnx model")
@@ -429,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=2.0, help="frames per second the folder is published at")
     p.add_argument("--frames", type=int, default=10, help="stop after this many segmented frames")
     p.add_argument("--seconds", type=float, default=120.0, help="stop after this long at the latest")
-    _add_model_args(p)
+    _add_model_args(p, cpu_precision=False)
     return parser
 
 

@@ -22,15 +22,16 @@ def preprocess(
     """Resize ``frame`` to the contract's network size in its channel order: the (1, H, W, 3) uint8 batch.
 
     The one preprocessing step of every path (segment, INT8 calibration, checks); writes into ``out`` if given.
+    Bilinear both ways: shrinking a KITTI frame with it is several times faster than INTER_AREA at the same
+    validation MaxF (docs/performance.md, "Preprocessing"); the channel swap runs in place on the small image.
     """
     order = color_order.upper()
     if order not in ("RGB", "BGR"):
         raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
     net_h, net_w = contract.input_height, contract.input_width
     batch = np.empty(contract.input_shape, dtype=np.uint8) if out is None else out
-    shrinking = frame.shape[0] * frame.shape[1] > net_h * net_w
     net_input = batch[0]  # resized straight into the network batch, channels swapped in place
-    cv2.resize(frame, (net_w, net_h), dst=net_input, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    cv2.resize(frame, (net_w, net_h), dst=net_input, interpolation=cv2.INTER_LINEAR)
     if order != contract.channel_order:
         cv2.cvtColor(net_input, cv2.COLOR_BGR2RGB, dst=net_input)
     return batch
