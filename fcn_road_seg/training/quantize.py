@@ -7,8 +7,9 @@ on real frames, preprocessed exactly as RoadSegmenter feeds its backend. Two end
 
 - the input path up to the first conv (uint8 Cast, layout Transpose, normalisation Mul/Add): quantized, the
   normalisation alone costs ONNX Runtime more than the whole INT8 encoder saves;
-- the tail after the last conv (the two-class logit difference, the calibrated temperature/bias and the
-  Sigmoid), so the probability keeps its float resolution around the threshold.
+- the tail from the last conv on (the final upsampling, the two-class logit difference, the calibrated
+  temperature/bias and the Sigmoid), so the logits and the probability keep float resolution around the
+  threshold; the final upsampling has 2 channels, its cost is negligible.
 
 The contract is carried over with ``precision`` "int8" and a ``quantization`` record (source file and its
 SHA-256, calibration frames, scheme); its ``metrics`` stay those of the float model it came from.
@@ -45,8 +46,8 @@ class QuantizeConfig:
 
 
 def float_nodes(graph) -> list[str]:
-    """Names of the nodes kept in float: every node before the first conv and after the last one (the graph's
-    nodes are in topological order, as ONNX requires)."""
+    """Names of the nodes kept in float: every node before the first conv, and the last conv with every node
+    after it (the graph's nodes are in topological order, as ONNX requires)."""
     convs = [i for i, node in enumerate(graph.node) if node.op_type in CONV_OPS]
     if not convs:
         raise ModelError("the model has no Conv node to quantize; give an exported road model")
@@ -54,7 +55,7 @@ def float_nodes(graph) -> list[str]:
     if unnamed:
         raise ModelError(f"node #{unnamed[0]} has no name, so it cannot be kept in float; re-export the model "
                          "with `fcn-road-seg export` (names every node)")
-    return [node.name for i, node in enumerate(graph.node) if i < convs[0] or i > convs[-1]]
+    return [node.name for i, node in enumerate(graph.node) if i < convs[0] or i >= convs[-1]]
 
 
 def calibration_frames(config: QuantizeConfig) -> list[Path]:

@@ -1,0 +1,113 @@
+"""`fcn-road-seg quantize`: a symmetric INT8 QDQ copy calibrated on real KITTI frames, its float ends kept, its
+contract carried over and marked int8, refused inputs named; the shipped INT8 copy and the TensorRT Q/DQ rule."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from fcn_road_seg.contract import file_sha256, read_onnx_contract
+from fcn_road_seg.resources import default_model_path
+from fcn_road_seg.trt.check import check_operators
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_INT8 = ROOT / "models" / "fcn8s_lite0_kitti_road_int8.onnx"
+CLI = [sys.executable, "-m", "fcn_road_seg.cli"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def kitti_train(shared_data) -> Path:
+    root = shared_data / "kitti_road_train"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found (CI has it beside the repo)")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_int8(tmp_path_factory, tiny_onnx, kitti_train) -> Path:
+    out = tmp_path_factory.mktemp("int8") / "tiny_int8.onnx"
+    done = _cli("quantize", str(tiny_onnx), "-o", str(out), "--calib", str(kitti_train),
+                str(ROOT / "splits" / "kitti_road_train.txt"), "--max-frames", "6")
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out}" in done.stdout
+    return out
+
+
+def _producers(graph) -> dict:
+    return {out: node for node in graph.node for out in node.output}
+
+
+def test_the_copy_is_symmetric_qdq_with_float_ends_and_an_int8_contract(tiny_onnx, tiny_int8):
+    graph = onnx.load(str(tiny_int8)).graph
+    ops = [n.op_type for n in graph.node]
+    convs = sum(op in ("Conv", "ConvTranspose") for op in ops)
+    assert ops.count("DequantizeLinear") >= 2 * convs  # every conv reads a dequantized input and weight
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    zero_points = [inits[n.input[2]] for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    produced_by = _producers(graph)
+    first_conv = next(n for n in graph.node if n.op_type == "Conv")
+    assert produced_by[first_conv.input[0]].op_type == "DequantizeLinear"
+    # The input path (Cast, Transpose, normalisation) and the tail from the final upsampling on run in float.
+    kept = read_onnx_contract(tiny_int8).quantization["float_nodes"]
+    by_name = {n.name: n for n in graph.node}
+    assert {by_name[name].op_type for name in kept} >= {"Cast", "Transpose", "Mul", "Add", "Sigmoid"}
+    tail = [name for name in kept if by_name[name].op_type != "ConvTranspose"]  # the final upsampling reads a DQ
+    assert len(tail) < len(kept)
+    for name in tail:
+        assert all(produced_by.get(i) is None or produced_by[i].op_type != "DequantizeLinear"
+                   for i in by_name[name].input), name
+    contract, source = read_onnx_contract(tiny_int8), read_onnx_contract(tiny_onnx)
+    assert contract.precision == "int8" and source.precision == "fp32"
+    assert contract.quantization["source_sha256"] == file_sha256(tiny_onnx)
+    assert "6 frames" in contract.quantization["calibration"]
+    assert (contract.input_shape, contract.metrics, contract.calibration) == (
+        source.input_shape, source.metrics, source.calibration)
+    assert check_operators(tiny_int8).ok
+
+
+def test_refusals_name_the_fix(tmp_path, tiny_onnx, tiny_int8, kitti_train):
+    cases = [
+        (["quantize", str(tiny_int8), "-o", str(tmp_path / "a.onnx"), "--calib", str(kitti_train)], "already int8"),
+        (["quantize", str(tiny_onnx), "-o", str(tiny_onnx), "--calib", str(kitti_train)], "is the input model"),
+        (["quantize", str(tiny_onnx), "-o", str(tmp_path / "b.onnx"), "--calib", str(tmp_path / "nope")],
+         "is not a folder"),
+        (["quantize", str(tiny_onnx), "-o", str(tmp_path / "c.onnx"), "--calib", str(kitti_train),
+          str(ROOT / "splits" / "README.md")], "are not in"),
+    ]
+    for args, message in cases:
+        done = _cli(*args)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not list(tmp_path.glob("*.onnx*"))  # nothing half-written
+
+
+def test_shipped_int8_copy_is_of_the_shipped_model_and_keeps_the_tensorrt_rules():
+    contract = read_onnx_contract(SHIPPED_INT8)
+    assert contract.precision == "int8"
+    assert contract.quantization["source_sha256"] == file_sha256(default_model_path())
+    assert "kitti_road_train.txt" in contract.quantization["calibration"]  # not the validation frames
+    report = check_operators(SHIPPED_INT8)
+    assert report.ok, report.failures
+    assert report.op_counts["QuantizeLinear"] > 50
+
+
+def test_the_qdq_rule_catches_asymmetric_and_misplaced_per_channel_scales(tmp_path):
+    model = onnx.load(str(SHIPPED_INT8))
+    inits = {t.name: t for t in model.graph.initializer}
+    quant = next(n for n in model.graph.node if n.op_type == "QuantizeLinear")
+    zero = inits[quant.input[2]]
+    zero.CopyFrom(numpy_helper.from_array(np.array(3, np.int8), zero.name))
+    weight = next(n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                  and numpy_helper.to_array(inits[n.input[1]]).size > 1)
+    next(a for a in weight.attribute if a.name == "axis").i = 1
+    onnx.save(model, str(tmp_path / "broken.onnx"))
+    problems = check_operators(tmp_path / "broken.onnx", ["10.x"]).failures["10.x"]
+    assert any(quant.name in p and "zero point" in p and "is not 0" in p for p in problems), problems
+    assert any(weight.name in p and "per-channel scales (axis 1)" in p for p in problems), problems
