@@ -1,5 +1,5 @@
-"""backend 'auto' where TensorRT cannot run (this machine has no TensorRT): ONNX Runtime with one WARN line
-that gives the reason and the fix, and the choice reported by RoadSegmenter, the CLI, report.json and the
+"""backend 'auto' where TensorRT cannot run (this machine has no TensorRT): the CPU runtime (OpenVINO where it
+is installed, else ONNX Runtime; test_cpu_paths.py runs both) with one WARN line that gives the reason and the fix, and the choice reported by RoadSegmenter, the CLI, report.json and the
 node's /diagnostics; backend 'tensorrt' still fails hard."""
 import importlib.util
 import json
@@ -14,26 +14,27 @@ from fcn_road_seg.pipeline import RoadSegmenter
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
 pytestmark = pytest.mark.skipif(HAVE_TRT, reason="TensorRT and pycuda are installed here: auto may really use them")
-FALLBACK = "backend 'auto' fell back to ONNX Runtime: TensorRT cannot run"
+CPU, CPU_LABEL = ("openvino", "OpenVINO") if importlib.util.find_spec("openvino") else ("onnxruntime", "ONNX Runtime")
+FALLBACK = f"backend 'auto' fell back to {CPU_LABEL}: TensorRT cannot run"
 
 
-def test_auto_uses_onnxruntime_with_one_warning_naming_reason_and_fix(tiny_onnx, caplog):
+def test_auto_uses_the_cpu_runtime_with_one_warning_naming_reason_and_fix(tiny_onnx, caplog):
     with caplog.at_level(logging.WARNING):
         with RoadSegmenter(tiny_onnx, precision="fp32") as seg:
-            assert seg.backend.name == "onnxruntime"
+            assert seg.backend.name == CPU
             assert seg.backend.selection.startswith(FALLBACK)
             assert "is not installed" in seg.backend.selection
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and warnings[0].name == "fcn_road_seg.backends"
     text = warnings[0].getMessage()
-    assert "\n" not in text and "backend 'auto' uses ONNX Runtime" in text
+    assert "\n" not in text and f"backend 'auto' uses {CPU_LABEL}" in text
     assert "is not installed" in text and "pip install" in text  # the reason and the fix
-    assert "set backend 'onnxruntime'" in text
+    assert f"set backend '{CPU}'" in text
 
 
 def test_requested_backends_say_so_and_tensorrt_still_fails_hard(tiny_onnx):
     with RoadSegmenter(tiny_onnx, backend="onnxruntime", precision="fp16") as seg:
-        assert seg.backend.selection == "backend 'onnxruntime' requested"
+        assert seg.backend.selection == "backend 'onnxruntime' requested (fp32 model tiny.onnx)"
     with pytest.raises(BackendUnavailableError, match="is not installed"):
         RoadSegmenter(tiny_onnx, backend="tensorrt")
     with pytest.raises(TypeError, match="unknown backend option"):
@@ -48,13 +49,13 @@ def test_cli_infer_falls_back_and_evaluate_reports_why(tmp_path, tiny_onnx, shar
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     warn = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
-    assert len(warn) == 1 and "backend 'auto' uses ONNX Runtime" in warn[0] and "pip install" in warn[0], done.stderr
+    assert len(warn) == 1 and f"backend 'auto' uses {CPU_LABEL}" in warn[0] and "pip install" in warn[0], done.stderr
     assert "Traceback" not in done.stderr
     done = subprocess.run([*cli, "evaluate", str(kitti), "--model", str(tiny_onnx), "--out", str(tmp_path / "eval")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     backend = json.loads((tmp_path / "eval" / "report.json").read_text())["backend"]
-    assert backend["name"] == "onnxruntime" and backend["selection"].startswith(FALLBACK)
+    assert backend["name"] == CPU and backend["selection"].startswith(FALLBACK)
     assert FALLBACK in (tmp_path / "eval" / "report.md").read_text()
     done = subprocess.run([*cli, "infer", str(image), "--model", str(tiny_onnx), "--backend", "tensorrt",
                            "--out", str(tmp_path / "hard")], capture_output=True, text=True, timeout=300)
@@ -75,7 +76,7 @@ def test_node_reports_the_fallback_on_diagnostics(tiny_onnx):
             Parameter("precision", value="fp32")]))
         assert node.get_parameter("precision").value == "fp32" and node.get_parameter("backend").value == "auto"
         values = status_values(harness.probe.latest_status(NODE_NAME, timeout=10.0))
-        assert values["backend"] == "onnxruntime"
+        assert values["backend"] == CPU
         assert values["backend_selection"].startswith(FALLBACK) and "is not installed" in values["backend_selection"]
         harness.remove(node)
     finally:
