@@ -90,8 +90,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="also keep RUN/epochN.pt every N epochs (0 = only last.pt and best.pt)")
     g.add_argument("--resume", type=Path, default=None, help="continue from a checkpoint (e.g. RUN/last.pt)")
     g.add_argument("--init", type=Path, default=None,
-                   help="start from a trained checkpoint's weights (e.g. RUN/best.pt) to fine-tune it on other "
-                        "data: a new optimiser, schedule and epoch count; --encoder/--variant must match it")
+                   help="start from a trained checkpoint's weights (e.g. RUN/best.pt, or an exported .onnx such "
+                        "as the shipped model) to fine-tune it on other data: a new optimiser, schedule and epoch "
+                        "count; --encoder/--variant must match it")
     g.add_argument("--export", type=Path, default=None, help="ONNX path of the exported best model "
                    "(default: RUN/model.onnx)")
     g.add_argument("--no-export", action="store_true", help="skip the final ONNX export")

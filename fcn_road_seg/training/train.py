@@ -228,9 +228,18 @@ def _closing_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _init_from(model: FCN, path: Path) -> None:
-    """Load a trained checkpoint's weights into ``model`` (fine-tuning); the architectures must match."""
-    ckpt = load_checkpoint(path)
+def _init_from(model: FCN, path: Path, train_set: MixedTrainDataset) -> None:
+    """Load a trained checkpoint's weights into ``model`` (fine-tuning); the architectures must match. An
+    exported ``.onnx`` works too: its folded BatchNorms get statistics from 32 training crops (onnx_weights)."""
+    if path.suffix.lower() == ".onnx":
+        from .onnx_weights import fit_batchnorm, model_from_onnx, onnx_checkpoint
+
+        net, contract = model_from_onnx(path)
+        frames = torch.stack([train_set[i][0] for i in range(min(32, len(train_set)))])
+        fit_batchnorm(net, frames.split(4))
+        ckpt = onnx_checkpoint(net, contract, path)
+    else:
+        ckpt = load_checkpoint(path)
     theirs = FCNConfig.from_dict(ckpt["config"])
     mine = model.config
     if (theirs.encoder, theirs.variant, theirs.width_mult, theirs.fc_width) != (
@@ -273,7 +282,7 @@ def main(args: argparse.Namespace) -> Path | None:
         log.info("initialised %d tensors of the %s encoder from ImageNet (%s)", len(loaded), config.encoder,
                  args.pretrained)
     if args.init:
-        _init_from(model, args.init)
+        _init_from(model, args.init, train_set)
     if args.freeze_early:
         log.info("froze %d tensors of the encoder before stride 8", model.freeze_early())
     model.to(device)
