@@ -179,20 +179,37 @@ def _forward_order(net) -> list[_Layer]:
 
 
 def torch_net_from_onnx(path: Path):
-    """Rebuild the PyTorch FCN with exactly the weights inside an exported ONNX file.
+    """Rebuild the PyTorch FCN with exactly the weights inside an exported ONNX file, wrapped like the export
+    (uint8 NHWC in, normalisation, calibrated probability out).
 
-    The exporter folds BatchNorm into the convs, so the rebuilt net has no BatchNorm layers and computes
-    the same function as the graph. Layers are matched in forward order and checked by shape.
+    EfficientNet-Lite encoders: ``training.onnx_weights.model_from_onnx`` (each folded BatchNorm as the identity
+    over the conv's folded bias). VGG16: the exporter folds BatchNorm into the convs and leaves some tensors
+    unnamed, so the rebuilt net has no BatchNorm layers; layers are matched in forward order, checked by shape.
     """
+    from fcn_road_seg.contract import read_onnx_contract
+    from fcn_road_seg.training.calibrate import Calibration
+    from fcn_road_seg.training.export import DeployableFCN
+
+    contract = read_onnx_contract(path)
+    norm, cal = contract.normalization, contract.calibration
+    calibration = Calibration(temperature=cal["temperature"], bias=cal["bias"]) if "temperature" in cal else None
+    if contract.encoder.startswith("vgg"):
+        net = _vgg_net_from_onnx(path, contract)
+    else:
+        from fcn_road_seg.training.onnx_weights import model_from_onnx
+
+        net, _ = model_from_onnx(path)
+    return DeployableFCN(net.eval(), norm["mean"], norm["std"], calibration).eval(), contract
+
+
+def _vgg_net_from_onnx(path: Path, contract):
+    """The VGG16 FCN (no BatchNorm) with the graph's conv weights, matched in forward order."""
     import onnx
     import torch
     from onnx import numpy_helper
 
-    from fcn_road_seg.contract import read_onnx_contract
-    from fcn_road_seg.training.export import DeployableFCN
     from fcn_road_seg.training.model import FCN, FCNConfig
 
-    contract = read_onnx_contract(path)
     proto = onnx.load(str(path))
     inits = {t.name: t for t in proto.graph.initializer}
     consts = {n.output[0]: n.attribute[0].t for n in proto.graph.node if n.op_type == "Constant" and n.attribute}
@@ -218,8 +235,7 @@ def torch_net_from_onnx(path: Path):
                                  f"{tuple(getattr(module, attr).shape)} in the model")
             state[f"{layer.name}.{attr}"] = value
     net.load_state_dict(state, strict=True)
-    norm = contract.normalization
-    return DeployableFCN(net.eval(), norm["mean"], norm["std"]).eval(), contract
+    return net
 
 
 class TorchBackend:
