@@ -89,7 +89,8 @@ def machine_info() -> dict:
         "training_running": bool(training),
         "training_processes": training,
         "git_commit": commit,
-        "versions": {m: _version(m) for m in ("fcn_road_seg", "numpy", "cv2", "onnxruntime", "torch", "tensorrt")},
+        "versions": {m: _version(m) for m in ("fcn_road_seg", "numpy", "cv2", "onnxruntime", "openvino", "torch",
+                                              "tensorrt")},
     }
 
 

@@ -231,7 +231,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     if len(split) > 1:
         raise FcnRoadSegError("--calib takes a folder and at most one split list, e.g. --calib "
                               "../shared/data/kitti_road_train splits/kitti_road_train.txt")
-    config = QuantizeConfig(Path(calib_dir), Path(split[0]) if split else None, args.max_frames)
+    config = QuantizeConfig(Path(calib_dir), Path(split[0]) if split else None, args.max_frames, args.symmetric)
     out = quantize_model(args.model, args.output, config)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, INT8 QDQ); check it with `fcn-road-seg evaluate ... "
           f"--model {out}`")
@@ -447,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration frames: a folder (KITTI road layout or plain images) and optionally a split list "
                         "of the frames to use (frames the model is not evaluated on)")
     p.add_argument("--max-frames", type=int, default=200, help="at most this many calibration frames")
+    p.add_argument("--symmetric", action="store_true", help="int8 activations with zero point 0, TensorRT's "
+                   "explicit-quantization form (default: uint8 activations, ~2x faster in ONNX Runtime on x86)")
 
     p = command("check-trt", _cmd_check_trt, "check an ONNX model for TensorRT: operators, static shapes, FP16 "
                 "mask fidelity and FP16 activation range (needs no GPU)")

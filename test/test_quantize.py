@@ -1,5 +1,6 @@
-"""`fcn-road-seg quantize`: a symmetric INT8 QDQ copy calibrated on real KITTI frames, its float ends kept, its
-contract carried over and marked int8, refused inputs named; the shipped INT8 copy and the TensorRT Q/DQ rule."""
+"""`fcn-road-seg quantize`: an INT8 QDQ copy calibrated on real KITTI frames (uint8 activations for the CPU, or
+``--symmetric``, TensorRT's form), its float ends kept, its contract carried over and marked int8, refused inputs
+named; the shipped INT8 copy and the TensorRT Q/DQ rule."""
 import subprocess
 import sys
 from pathlib import Path
@@ -30,28 +31,45 @@ def kitti_train(shared_data) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def tiny_int8(tmp_path_factory, tiny_onnx, kitti_train) -> Path:
-    out = tmp_path_factory.mktemp("int8") / "tiny_int8.onnx"
+def _quantize(tiny_onnx, out, kitti_train, *extra) -> Path:
     done = _cli("quantize", str(tiny_onnx), "-o", str(out), "--calib", str(kitti_train),
-                str(ROOT / "splits" / "kitti_road_train.txt"), "--max-frames", "6")
+                str(ROOT / "splits" / "kitti_road_train.txt"), "--max-frames", "6", *extra)
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}" in done.stdout
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny_int8(tmp_path_factory, tiny_onnx, kitti_train) -> Path:
+    """The default copy: uint8 activations (CPU speed)."""
+    return _quantize(tiny_onnx, tmp_path_factory.mktemp("int8") / "tiny_int8.onnx", kitti_train)
+
+
+@pytest.fixture(scope="module")
+def tiny_int8_symmetric(tmp_path_factory, tiny_onnx, kitti_train) -> Path:
+    """``--symmetric``: TensorRT's explicit-quantization form."""
+    return _quantize(tiny_onnx, tmp_path_factory.mktemp("int8") / "tiny_sym.onnx", kitti_train, "--symmetric")
+
+
+def _zero_points(path: Path) -> list[np.ndarray]:
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    return [inits[n.input[2]] for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
 
 
 def _producers(graph) -> dict:
     return {out: node for node in graph.node for out in node.output}
 
 
-def test_the_copy_is_symmetric_qdq_with_float_ends_and_an_int8_contract(tiny_onnx, tiny_int8):
+def test_the_copy_is_qdq_with_float_ends_and_an_int8_contract(tiny_onnx, tiny_int8):
     graph = onnx.load(str(tiny_int8)).graph
     ops = [n.op_type for n in graph.node]
     convs = sum(op in ("Conv", "ConvTranspose") for op in ops)
-    assert ops.count("DequantizeLinear") >= 2 * convs  # every conv reads a dequantized input and weight
+    assert ops.count("DequantizeLinear") >= 2 * convs - 1  # every conv but the final upsampling: input and weight
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    zero_points = [inits[n.input[2]] for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
-    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    weights = [inits[n.input[0]] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    assert weights and all(w.dtype == np.int8 for w in weights)
+    assert {z.dtype for z in _zero_points(tiny_int8)} == {np.dtype(np.int8), np.dtype(np.uint8)}  # weights, acts
     produced_by = _producers(graph)
     first_conv = next(n for n in graph.node if n.op_type == "Conv")
     assert produced_by[first_conv.input[0]].op_type == "DequantizeLinear"
@@ -68,9 +86,19 @@ def test_the_copy_is_symmetric_qdq_with_float_ends_and_an_int8_contract(tiny_onn
     assert contract.precision == "int8" and source.precision == "fp32"
     assert contract.quantization["source_sha256"] == file_sha256(tiny_onnx)
     assert "6 frames" in contract.quantization["calibration"]
+    assert contract.quantization["activations"].startswith("uint8")
     assert (contract.input_shape, contract.metrics, contract.calibration) == (
         source.input_shape, source.metrics, source.calibration)
-    assert check_operators(tiny_int8).ok
+
+
+def test_the_symmetric_copy_keeps_the_tensorrt_rules_and_the_default_one_does_not(tiny_int8, tiny_int8_symmetric):
+    assert all(z.dtype == np.int8 and not z.any() for z in _zero_points(tiny_int8_symmetric))
+    assert read_onnx_contract(tiny_int8_symmetric).quantization["activations"].startswith("int8 symmetric")
+    assert check_operators(tiny_int8_symmetric).ok
+    report = check_operators(tiny_int8)  # uint8 activations: CPU only, and check-trt says why
+    problems = report.failures["10.x"]
+    assert not report.ok and any("uint8 intermediate tensor" in p for p in problems)
+    assert any("zero point" in p and "is not 0" in p for p in problems)
 
 
 def test_refusals_name_the_fix(tmp_path, tiny_onnx, tiny_int8, kitti_train):
@@ -88,18 +116,17 @@ def test_refusals_name_the_fix(tmp_path, tiny_onnx, tiny_int8, kitti_train):
     assert not list(tmp_path.glob("*.onnx*"))  # nothing half-written
 
 
-def test_shipped_int8_copy_is_of_the_shipped_model_and_keeps_the_tensorrt_rules():
+def test_shipped_int8_copy_is_of_the_shipped_model_for_the_cpu():
     contract = read_onnx_contract(SHIPPED_INT8)
     assert contract.precision == "int8"
     assert contract.quantization["source_sha256"] == file_sha256(default_model_path())
     assert "kitti_road_train.txt" in contract.quantization["calibration"]  # not the validation frames
-    report = check_operators(SHIPPED_INT8)
-    assert report.ok, report.failures
-    assert report.op_counts["QuantizeLinear"] > 50
+    assert contract.quantization["activations"].startswith("uint8")  # the CPU form (docs/tensorrt.md)
+    assert check_operators(SHIPPED_INT8).op_counts["QuantizeLinear"] > 50
 
 
-def test_the_qdq_rule_catches_asymmetric_and_misplaced_per_channel_scales(tmp_path):
-    model = onnx.load(str(SHIPPED_INT8))
+def test_the_qdq_rule_catches_asymmetric_and_misplaced_per_channel_scales(tmp_path, tiny_int8_symmetric):
+    model = onnx.load(str(tiny_int8_symmetric))
     inits = {t.name: t for t in model.graph.initializer}
     quant = next(n for n in model.graph.node if n.op_type == "QuantizeLinear")
     zero = inits[quant.input[2]]
