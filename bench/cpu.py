@@ -4,7 +4,7 @@ Engines (each a RoadSegmenter, so every row includes the same pre/post stages): 
 reference), PyTorch eager (same weights, rebuilt from the ONNX), OpenVINO f32 and bf16, ONNX Runtime and
 OpenVINO on the INT8 copy, ``RoadSegmenter()`` as a user gets it (default model, backend auto), and
 ``main 63d0b12``: the pipeline as it was before issue 25 (ONNX Runtime fp32, INTER_AREA preprocessing),
-re-implemented here for the speed-up the issue asks for. Every round runs each engine once on the same
+re-implemented here for the speed-up the issue asks for, and optionally another INT8 copy (``--other-int8``). Every round runs each engine once on the same
 1242x375 KITTI frame, in a rotated order, so load changes hit all engines alike; the load average is
 recorded before and after. Accuracy in the same run: MaxF/AP on splits/kitti_road_val.txt (48 frames, KITTI
 perspective) and the fraction of mask pixels equal to the reference's.
@@ -43,6 +43,7 @@ class Settings:
     warmup: int
     kitti: str  # KITTI road training folder (val split inside), "" to skip accuracy
     torch: bool
+    other_int8: str  # another INT8 copy (e.g. `quantize --symmetric`) run on both CPU runtimes, "" for none
 
 
 class MainPipeline:
@@ -91,6 +92,11 @@ def _engines(settings: Settings) -> dict:
     except Exception as err:  # openvino absent, or no bf16 units: say so in the report
         log.warning("OpenVINO engine skipped: %s", err)
     engines["RoadSegmenter() default (auto)"] = RoadSegmenter()
+    if settings.other_int8:
+        other = Path(settings.other_int8)
+        engines[f"onnxruntime {other.name}"] = RoadSegmenter(other, backend="onnxruntime", **t)
+        if "openvino f32" in engines:
+            engines[f"openvino {other.name}"] = RoadSegmenter(other, backend="openvino", **t)
     return engines
 
 
@@ -191,9 +197,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="KITTI road training folder for the validation accuracy")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the validation accuracy")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch eager")
+    parser.add_argument("--other-int8", type=Path, default=None,
+                        help="also run this INT8 copy on ONNX Runtime and OpenVINO (e.g. `quantize --symmetric`)")
     args = parse_bench_args(parser, argv, {"threads": 1, "rounds": 1, "warmup": 0})
     settings = Settings(args.threads, args.rounds, args.warmup, "" if args.no_accuracy else str(args.kitti),
-                        not args.no_torch)
+                        not args.no_torch, str(args.other_int8 or ""))
     report = run(settings)
     emit(report, table(report), args.json)
     return 0
