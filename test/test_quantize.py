@@ -109,6 +109,8 @@ def test_refusals_name_the_fix(tmp_path, tiny_onnx, tiny_int8, kitti_train):
          "is not a folder"),
         (["quantize", str(tiny_onnx), "-o", str(tmp_path / "c.onnx"), "--calib", str(kitti_train),
           str(ROOT / "splits" / "README.md")], "are not in"),
+        (["quantize", str(tiny_onnx), "-o", str(tmp_path / "d.onnx"), "--calib", str(kitti_train), "--max-frames",
+          "0"], "--max-frames must be >= 1"),
     ]
     for args, message in cases:
         done = _cli(*args)

@@ -48,6 +48,10 @@ class QuantizeConfig:
     max_frames: int = 200
     symmetric: bool = False  # int8 activations, zero point 0 (TensorRT's form) instead of uint8 (CPU speed)
 
+    def __post_init__(self) -> None:
+        if self.max_frames < 1:
+            raise ValueError(f"--max-frames must be >= 1, got {self.max_frames}; a few hundred frames calibrate well")
+
 
 def float_nodes(graph) -> list[str]:
     """Names of the nodes kept in float: every node before the first conv, and the last conv with every node
