@@ -106,10 +106,15 @@ def summarize(samples_ms: list[float]) -> dict[str, float]:
 
 def parse_bench_args(parser: argparse.ArgumentParser, argv: list[str] | None,
                      minimum: dict[str, float] | None = None) -> argparse.Namespace:
-    """Add ``--json``, parse, turn on INFO logging and refuse each option of ``minimum`` (dest name -> lowest
-    value) that was given below it: the common start of every benchmark's ``main``."""
+    """Add ``--json``, parse, turn on INFO logging, make OpenMP wait passively and refuse each option of
+    ``minimum`` (dest name -> lowest value) that was given below it: the common start of every benchmark's
+    ``main``."""
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON report here")
     args = parser.parse_args(argv)
+    # PyTorch's OpenMP workers spin after each call by default: on a busy 2-core machine they take the CPU from
+    # their own next call and from whatever runs next (measured: PyTorch eager 5.8 s a frame spinning, 0.5 s
+    # passive, at load ~10). Set before torch starts its thread pool; an explicit setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     low = [f"--{dest.replace('_', '-')} must be >= {least:g}" for dest, least in (minimum or {}).items()
            if getattr(args, dest) < least]

@@ -186,9 +186,6 @@ def table(report: dict) -> list[list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # PyTorch's OpenMP workers spin after each call by default, taking the CPU from the engine that runs next
-    # in the round; passive waiting keeps the interleaving fair (set before torch starts its thread pool).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="threads of every engine (ORT, OpenVINO, torch)")
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds (each engine once per round)")

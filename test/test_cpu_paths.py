@@ -86,6 +86,7 @@ def test_auto_runs_the_int8_copy_on_openvino_and_says_so(caplog):
         assert backend.selection.endswith("(int8 model fcn8s_lite0_kitti_road_int8.onnx, f32 hint)")
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "backend 'auto' uses OpenVINO" in warnings[0]
+    assert warnings[0].endswith("(to silence this, set backend 'openvino' with cpu_precision 'int8')")
 
 
 @no_trt

@@ -59,7 +59,6 @@ TENSORRT_OPTIONS = frozenset({"precision", "workspace_mib", "device_index", "cac
 ONNXRUNTIME_OPTIONS = frozenset({"device", "threads", "spin_wait"})
 OPENVINO_OPTIONS = frozenset({"threads"})
 CPU_RUNTIMES = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
-# ``cpu_precision`` (open_backend's own): which file and precision a CPU runtime runs (see open_backend).
 
 
 def open_backend(model: str | Path, backend: str = "auto", *, cpu_precision: str = "auto", **options) -> Backend:
@@ -115,8 +114,8 @@ def open_backend(model: str | Path, backend: str = "auto", *, cpu_precision: str
             runtime = "onnxruntime"
     if runtime == "onnxruntime":
         backend = _open_cpu(runtime, cpu_path, hint, options, f"backend 'auto' fell back to ONNX Runtime: {reason}")
-    log.warning("backend 'auto' uses %s: %s (to silence this, set backend '%s')", CPU_RUNTIMES[runtime], reason,
-                runtime)
+    same = f"backend '{runtime}'" + (" with cpu_precision 'int8'" if cpu_path != path else "")
+    log.warning("backend 'auto' uses %s: %s (to silence this, set %s)", CPU_RUNTIMES[runtime], reason, same)
     return backend
 
 
