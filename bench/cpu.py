@@ -4,10 +4,11 @@ Engines (each a RoadSegmenter, so every row includes the same pre/post stages): 
 reference), PyTorch eager (same weights, rebuilt from the ONNX), OpenVINO f32 and bf16, ONNX Runtime and
 OpenVINO on the INT8 copy, ``RoadSegmenter()`` as a user gets it (default model, backend auto), and
 ``main 63d0b12``: the pipeline as it was before issue 25 (ONNX Runtime fp32, INTER_AREA preprocessing),
-re-implemented here for the speed-up the issue asks for, and optionally another INT8 copy (``--other-int8``). Every round runs each engine once on the same
-1242x375 KITTI frame, in a rotated order, so load changes hit all engines alike; the load average is
-recorded before and after. Accuracy in the same run: MaxF/AP on splits/kitti_road_val.txt (48 frames, KITTI
-perspective) and the fraction of mask pixels equal to the reference's.
+re-implemented here for the speed-up the issue asks for, and optionally another INT8 copy (``--other-int8``).
+Every round runs each engine once on the same 1242x375 KITTI frame, in a rotated order, so load changes hit
+all engines alike; the load average is recorded before and after. Accuracy in the same run: MaxF/AP on
+splits/kitti_road_val.txt (48 frames, KITTI perspective) and the fraction of mask pixels equal to the
+reference's.
 
     python -m bench.cpu --threads 2 --rounds 40 --json out/cpu.json
 """

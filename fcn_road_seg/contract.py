@@ -14,8 +14,8 @@ from typing import Any
 
 from .errors import ContractError, ModelError
 
-__all__ = ["ModelContract", "CONTRACT_VERSION", "DEFAULT_OPSET", "IR_VERSION", "METADATA_PREFIX", "PRECISIONS", "file_sha256",
-           "read_onnx_contract"]
+__all__ = ["ModelContract", "CONTRACT_VERSION", "DEFAULT_OPSET", "IR_VERSION", "METADATA_PREFIX", "PRECISIONS",
+           "file_sha256", "read_onnx_contract"]
 
 CONTRACT_VERSION = 2  # 2: the uint8 input feeds only a Cast (TensorRT-parsable)
 DEFAULT_OPSET = 17  # the newest ONNX opset both TensorRT 8.6 (JetPack 6.0) and 10.x parse

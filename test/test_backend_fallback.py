@@ -1,6 +1,7 @@
 """backend 'auto' where TensorRT cannot run (this machine has no TensorRT): the CPU runtime (OpenVINO where it
-is installed, else ONNX Runtime; test_cpu_paths.py runs both) with one WARN line that gives the reason and the fix, and the choice reported by RoadSegmenter, the CLI, report.json and the
-node's /diagnostics; backend 'tensorrt' still fails hard."""
+is installed, else ONNX Runtime; test_cpu_paths.py runs both) with one WARN line that gives the reason and the
+fix, and the choice reported by RoadSegmenter, the CLI, report.json and the node's /diagnostics; backend
+'tensorrt' still fails hard."""
 import importlib.util
 import json
 import logging

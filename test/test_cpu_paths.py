@@ -130,7 +130,8 @@ def test_a_copy_of_another_model_is_ignored(tmp_path, tiny_onnx, caplog):
 @needs_openvino
 def test_openvino_reports_its_precision_hint():
     with RoadSegmenter(backend="openvino") as seg:
-        assert seg.backend.selection == "backend 'openvino' requested (fp32 model fcn8s_lite0_kitti_road.onnx, f32 hint)"
+        assert seg.backend.selection == ("backend 'openvino' requested "
+                                         "(fp32 model fcn8s_lite0_kitti_road.onnx, f32 hint)")
     if _bf16_cpu():
         with RoadSegmenter(backend="openvino", cpu_precision="bf16") as seg:
             assert seg.backend.selection.endswith("(fp32 model fcn8s_lite0_kitti_road.onnx, bf16 hint)")

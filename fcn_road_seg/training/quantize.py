@@ -138,8 +138,9 @@ def quantize_model(model: str | Path, output: str | Path, config: QuantizeConfig
         )
         quantized = onnx.load(str(raw))
     quantization = {
-        "format": "QDQ", "weights": "int8 symmetric, per output channel", "activations": ("int8 symmetric (TensorRT's explicit-quantization form)" if config.symmetric else
-                        "uint8 with zero point (CPU runtimes; not a TensorRT input)") + ", per tensor",
+        "format": "QDQ", "weights": "int8 symmetric, per output channel",
+        "activations": ("int8 symmetric (TensorRT's explicit-quantization form)" if config.symmetric
+                        else "uint8 with zero point (CPU runtimes; not a TensorRT input)") + ", per tensor",
         "bias": "float32", "calibration": f"min/max over {reader.count} frames of {config.calib_dir}"
         + (f" listed in {Path(config.split).name}" if config.split else ""),
         "float_nodes": keep_float, "source": model.name, "source_sha256": file_sha256(model),
