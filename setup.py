@@ -38,6 +38,9 @@ setup(
         "opencv-python-headless>=4.8,<6",
         "onnx>=1.15,<2",
         "onnxruntime>=1.17,<2",
+        # The fast CPU path (backend auto without TensorRT: the INT8 model on OpenVINO, ~2-2.5x ONNX Runtime
+        # fp32; docs/performance.md). Wheels for x86-64 and 64-bit ARM; elsewhere auto uses ONNX Runtime.
+        "openvino>=2024.0; platform_machine in 'x86_64 AMD64 aarch64 arm64'",
         "tqdm>=4.60",
         "rosbags>=0.10,<1",
         "rosbags-image>=0.9,<1",
@@ -73,7 +76,7 @@ setup(
     },
     zip_safe=True,
     maintainer="fcn_road_seg maintainers",
-    description="Binary road segmentation (FCN-8s) for ROS 2 with ONNX Runtime and TensorRT backends",
+    description="Binary road segmentation (FCN-8s) for ROS 2 with TensorRT, OpenVINO and ONNX Runtime backends",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

@@ -89,7 +89,8 @@ def machine_info() -> dict:
         "training_running": bool(training),
         "training_processes": training,
         "git_commit": commit,
-        "versions": {m: _version(m) for m in ("fcn_road_seg", "numpy", "cv2", "onnxruntime", "torch", "tensorrt")},
+        "versions": {m: _version(m) for m in ("fcn_road_seg", "numpy", "cv2", "onnxruntime", "openvino", "torch",
+                                              "tensorrt")},
     }
 
 
@@ -105,10 +106,15 @@ def summarize(samples_ms: list[float]) -> dict[str, float]:
 
 def parse_bench_args(parser: argparse.ArgumentParser, argv: list[str] | None,
                      minimum: dict[str, float] | None = None) -> argparse.Namespace:
-    """Add ``--json``, parse, turn on INFO logging and refuse each option of ``minimum`` (dest name -> lowest
-    value) that was given below it: the common start of every benchmark's ``main``."""
+    """Add ``--json``, parse, turn on INFO logging, make OpenMP wait passively and refuse each option of
+    ``minimum`` (dest name -> lowest value) that was given below it: the common start of every benchmark's
+    ``main``."""
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON report here")
     args = parser.parse_args(argv)
+    # PyTorch's OpenMP workers spin after each call by default: on a busy 2-core machine they take the CPU from
+    # their own next call and from whatever runs next (measured: PyTorch eager 5.8 s a frame spinning, 0.5 s
+    # passive, at load ~10). Set before torch starts its thread pool; an explicit setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     low = [f"--{dest.replace('_', '-')} must be >= {least:g}" for dest, least in (minimum or {}).items()
            if getattr(args, dest) < least]
@@ -179,20 +185,37 @@ def _forward_order(net) -> list[_Layer]:
 
 
 def torch_net_from_onnx(path: Path):
-    """Rebuild the PyTorch FCN with exactly the weights inside an exported ONNX file.
+    """Rebuild the PyTorch FCN with exactly the weights inside an exported ONNX file, wrapped like the export
+    (uint8 NHWC in, normalisation, calibrated probability out).
 
-    The exporter folds BatchNorm into the convs, so the rebuilt net has no BatchNorm layers and computes
-    the same function as the graph. Layers are matched in forward order and checked by shape.
+    EfficientNet-Lite encoders: ``training.onnx_weights.model_from_onnx`` (each folded BatchNorm as the identity
+    over the conv's folded bias). VGG16: the exporter folds BatchNorm into the convs and leaves some tensors
+    unnamed, so the rebuilt net has no BatchNorm layers; layers are matched in forward order, checked by shape.
     """
+    from fcn_road_seg.contract import read_onnx_contract
+    from fcn_road_seg.training.calibrate import Calibration
+    from fcn_road_seg.training.export import DeployableFCN
+
+    contract = read_onnx_contract(path)
+    norm, cal = contract.normalization, contract.calibration
+    calibration = Calibration(temperature=cal["temperature"], bias=cal["bias"]) if "temperature" in cal else None
+    if contract.encoder.startswith("vgg"):
+        net = _vgg_net_from_onnx(path, contract)
+    else:
+        from fcn_road_seg.training.onnx_weights import model_from_onnx
+
+        net, _ = model_from_onnx(path)
+    return DeployableFCN(net.eval(), norm["mean"], norm["std"], calibration).eval(), contract
+
+
+def _vgg_net_from_onnx(path: Path, contract):
+    """The VGG16 FCN (no BatchNorm) with the graph's conv weights, matched in forward order."""
     import onnx
     import torch
     from onnx import numpy_helper
 
-    from fcn_road_seg.contract import read_onnx_contract
-    from fcn_road_seg.training.export import DeployableFCN
     from fcn_road_seg.training.model import FCN, FCNConfig
 
-    contract = read_onnx_contract(path)
     proto = onnx.load(str(path))
     inits = {t.name: t for t in proto.graph.initializer}
     consts = {n.output[0]: n.attribute[0].t for n in proto.graph.node if n.op_type == "Constant" and n.attribute}
@@ -218,8 +241,7 @@ def torch_net_from_onnx(path: Path):
                                  f"{tuple(getattr(module, attr).shape)} in the model")
             state[f"{layer.name}.{attr}"] = value
     net.load_state_dict(state, strict=True)
-    norm = contract.normalization
-    return DeployableFCN(net.eval(), norm["mean"], norm["std"]).eval(), contract
+    return net
 
 
 class TorchBackend:

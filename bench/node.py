@@ -59,6 +59,7 @@ class Settings:
     overhead_iterations: int
     domain_id: int
     input_qos: str  # reliable | sensor_data, for both the publisher here and the node's subscription
+    backend: str  # the node's backend parameter (auto: the fast CPU path here)
 
 
 def rss_mib(pid: int) -> float:
@@ -79,7 +80,7 @@ def _bgr_message(frame: np.ndarray):
     return msg
 
 
-def measure_overhead(model: str, frame: np.ndarray, iterations: int) -> dict:
+def measure_overhead(model: str, frame: np.ndarray, iterations: int, backend: str = "auto") -> dict:
     """Per-frame work of the node other than ``backend.infer``, timed component by component in-process."""
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
@@ -90,7 +91,7 @@ def measure_overhead(model: str, frame: np.ndarray, iterations: int) -> dict:
     wire = serialize_message(_bgr_message(frame))
     parts: dict[str, list[float]] = {k: [] for k in ("deserialize", "to_bgr", "pre", "post", "to_image", "serialize")}
     infer, total = [], []
-    with RoadSegmenter(model, backend="onnxruntime") as seg:
+    with RoadSegmenter(model, backend=backend) as seg:
         for i in range(iterations + 2):
             t0 = time.perf_counter()
             msg = deserialize_message(wire, Image)
@@ -188,7 +189,7 @@ class _Client:
 def _start_node(settings: Settings, env: dict[str, str], log_file) -> subprocess.Popen:
     """The node as its own process; its log goes to ``log_file`` (a pipe nobody reads could stall it)."""
     cmd = [sys.executable, "-m", "fcn_road_seg.ros.node", "--ros-args", "-p", f"model:={settings.model}",
-           "-p", "backend:=onnxruntime", "-r", f"image:={INPUT_TOPIC}",
+           "-p", f"backend:={settings.backend}", "-r", f"image:={INPUT_TOPIC}",
            "-p", "publish_overlay:=false", "-p", "publish_probability:=false", "-p", f"input_qos:={settings.input_qos}",
            "-p", "frozen_frames:=0"]  # one frame sent over and over is what a frozen camera looks like
     log.info("starting the node: %s", " ".join(cmd))
@@ -215,7 +216,8 @@ def run_node_bench(settings: Settings) -> dict:
         raise FileNotFoundError(f"cannot read frame {settings.frame}")
     report = {"benchmark": "node", "machine": machine_info(), "settings": asdict(settings),
               "frame": f"{frame.shape[1]}x{frame.shape[0]} bgr8"}
-    report["overhead_in_process"] = measure_overhead(settings.model, frame, settings.overhead_iterations)
+    report["overhead_in_process"] = measure_overhead(settings.model, frame, settings.overhead_iterations,
+                                                     settings.backend)
     env = {**os.environ, "ROS_DOMAIN_ID": str(settings.domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
     node_log = tempfile.TemporaryFile(mode="w+")
@@ -331,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-qos", choices=("reliable", "sensor_data"), default="reliable",
                         help="camera QoS (both ends). sensor_data = best effort: on this machine's Fast DDS "
                              "defaults, 1.4 MB frames are lost in UDP fragments; see docs/performance.md")
+    parser.add_argument("--backend", choices=("auto", "openvino", "onnxruntime"), default="auto",
+                        help="the node's backend (auto: TensorRT, else OpenVINO on the INT8 copy, else ONNX Runtime)")
     args = parse_bench_args(parser, argv)
     if args.model is None:
         from fcn_road_seg.resources import default_model_path
@@ -340,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rate, --burst-hz, --duration, --frames and --rss-every must be positive")
     settings = Settings(str(Path(args.model).resolve()), str(args.frame), args.mode, args.rate, args.burst_hz,
                         args.duration, args.frames, args.rss_every, args.warmup, args.overhead_iterations,
-                        args.domain_id, args.input_qos)
+                        args.domain_id, args.input_qos, args.backend)
     report = run_node_bench(settings)
     emit(report, table(report), args.json)
     return 0

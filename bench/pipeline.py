@@ -70,9 +70,7 @@ def run(cases: list[Case], settings: Settings) -> dict:
         frame = cv2.imread(str(FRAMES[case.frame]), cv2.IMREAD_COLOR)
         iterations = settings.full_iterations if case.label == "fcn8s-full" else settings.iterations
         contract = read_onnx_contract(case.model)
-        # PyTorch is rebuilt from the ONNX weights, which works for the VGG16 layer order only.
-        backends = [b for b in settings.backends if b != "torch" or contract.encoder.startswith("vgg")]
-        segmenters = {b: RoadSegmenter(backend=_open(b, case.model, settings.threads)) for b in backends}
+        segmenters = {b: RoadSegmenter(backend=_open(b, case.model, settings.threads)) for b in settings.backends}
         entry = {
             "case": case.label,
             "model": case.model.name,
@@ -135,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, nargs="+", default=None,
                         help="road model(s) .onnx, measured one after the other in this run (default: the shipped "
-                             "model); the torch backend runs for VGG16 models only")
+                             "model)")
     parser.add_argument("--threads", type=int, default=2, help="threads for ORT intra-op, torch and OpenCV")
     parser.add_argument("--iterations", type=int, default=30, help="timed frames per backend (compact/shipped)")
     parser.add_argument("--full-iterations", type=int, default=5, help="timed frames per backend (full FCN-8s)")

@@ -78,9 +78,16 @@ def _output_stems(paths: list[Path]) -> dict[Path, str]:
     return {path: path.stem for path in paths}
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_model_args(p: argparse.ArgumentParser, cpu_precision: bool = True) -> None:
     p.add_argument("--model", type=Path, default=None, help="model .onnx or TensorRT plan (default: shipped model)")
-    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"], help="inference runtime")
+    from .backends import BACKENDS, CPU_PRECISIONS
+
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="inference runtime (auto: TensorRT, else OpenVINO, else ONNX Runtime)")
+    if cpu_precision:  # not for the demo: the node runs the default CPU choice
+        p.add_argument("--cpu-precision", default="auto", choices=CPU_PRECISIONS,
+                       help="OpenVINO/ONNX Runtime: int8 = the model's INT8 copy (`quantize`), bf16 = OpenVINO's "
+                            "bfloat16 hint; auto = int8 where a copy exists and --backend is auto, else f32")
     p.add_argument("--threshold", type=float, default=None, help="road threshold (default: the model's contract)")
 
 
@@ -124,14 +131,15 @@ def _arch_config(args: argparse.Namespace):
 
 def _open_segmenter(args: argparse.Namespace):
     """The RoadSegmenter of --model/--backend/--threshold/--refine/--tta; a fallback to ONNX Runtime: one INFO line."""
-    from .backends import fallback_reason
+    from .backends import CPU_RUNTIMES, fallback_reason
     from .pipeline import RoadSegmenter
 
     segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold, refine=_refine_config(args),
-                              tta=args.tta)
+                              tta=args.tta, cpu_precision=args.cpu_precision)
     reason = fallback_reason(segmenter.backend)
     if reason:
-        log.info("%s: using ONNX Runtime (--backend onnxruntime skips the TensorRT try)", reason)
+        name = segmenter.backend.name
+        log.info("%s: using %s (--backend %s skips the TensorRT try)", reason, CPU_RUNTIMES[name], name)
     return segmenter
 
 
@@ -259,6 +267,20 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
                            calib_dir=args.calib, calib_cache=args.calib_cache, timing_cache=args.timing_cache)
     out = build_engine(args.model, args.output, options)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {out.name}.json")
+    return 0
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from .training.quantize import QuantizeConfig, quantize_model
+
+    calib_dir, *split = args.calib
+    if len(split) > 1:
+        raise FcnRoadSegError("--calib takes a folder and at most one split list, e.g. --calib "
+                              "../shared/data/kitti_road_train splits/kitti_road_train.txt")
+    config = QuantizeConfig(Path(calib_dir), Path(split[0]) if split else None, args.max_frames, args.symmetric)
+    out = quantize_model(args.model, args.output, config)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, INT8 QDQ); check it with `fcn-road-seg evaluate ... "
+          f"--model {out}`")
     return 0
 
 
@@ -480,6 +502,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing-cache", type=Path, help="timing cache file (default: per GPU and TensorRT version "
                    "under ~/.cache/fcn_road_seg/timing)")
 
+    p = command("quantize", _cmd_quantize, "write a static INT8 (QDQ) copy of an ONNX model for the CPU runtimes, "
+                "calibrated on real frames")
+    p.add_argument("model", type=Path, help="exported float .onnx model")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .onnx (name it MODEL_int8.onnx beside "
+                   "the model for backend auto to find it)")
+    p.add_argument("--calib", nargs="+", required=True, metavar=("DIR", "SPLIT"),
+                   help="calibration frames: a folder (KITTI road layout or plain images) and optionally a split list "
+                        "of the frames to use (frames the model is not evaluated on)")
+    p.add_argument("--max-frames", type=int, default=200, help="at most this many calibration frames")
+    p.add_argument("--symmetric", action="store_true", help="int8 activations with zero point 0, TensorRT's "
+                   "explicit-quantization form (default: uint8 activations, ~2x faster in ONNX Runtime on x86)")
+
     p = command("check-trt", _cmd_check_trt, "check an ONNX model for TensorRT: operators, static shapes, FP16 "
                 "mask fidelity and FP16 activation range (needs no GPU)")
     p.add_argument("model", type=Path, help="exported .onnx model")
@@ -502,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=2.0, help="frames per second the folder is published at")
     p.add_argument("--frames", type=int, default=10, help="stop after this many segmented frames")
     p.add_argument("--seconds", type=float, default=120.0, help="stop after this long at the latest")
-    _add_model_args(p)
+    _add_model_args(p, cpu_precision=False)
     return parser
 
 

@@ -6,6 +6,7 @@ model is hard-coded elsewhere.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -13,13 +14,14 @@ from typing import Any
 
 from .errors import ContractError, ModelError
 
-__all__ = ["ModelContract", "CONTRACT_VERSION", "DEFAULT_OPSET", "IR_VERSION", "METADATA_PREFIX", "read_onnx_contract",
-           "check_model_file"]
+__all__ = ["ModelContract", "CONTRACT_VERSION", "DEFAULT_OPSET", "IR_VERSION", "METADATA_PREFIX", "PRECISIONS",
+           "file_sha256", "read_onnx_contract", "check_model_file"]
 
 CONTRACT_VERSION = 2  # 2: the uint8 input feeds only a Cast (TensorRT-parsable)
 DEFAULT_OPSET = 17  # the newest ONNX opset both TensorRT 8.6 (JetPack 6.0) and 10.x parse
 IR_VERSION = 8  # ONNX IR of onnx 1.13.1, the ONNX TensorRT 8.6's parser bundles (docs/tensorrt.md)
 METADATA_PREFIX = "fcn_road_seg."
+PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class ModelContract:
     metrics_split: str = "validation"  # what ``metrics`` were measured on: the training run's validation split
     metrics_input_size: list[int] = field(default_factory=list)  # [H, W] network input ``metrics`` were measured at
     calibration: dict[str, float | str] = field(default_factory=dict)  # temperature/bias inside the graph
+    precision: str = "fp32"  # "int8": a QDQ copy written by `fcn-road-seg quantize` (details in ``quantization``)
+    quantization: dict[str, Any] = field(default_factory=dict)
     package_version: str = "0.1.0"
     contract_version: int = CONTRACT_VERSION
 
@@ -58,6 +62,8 @@ class ModelContract:
             raise ContractError(f"contract channel_order must be RGB or BGR, got {self.channel_order!r}")
         if not 0.0 < self.default_threshold < 1.0:
             raise ContractError(f"contract default_threshold must lie in (0, 1), got {self.default_threshold}")
+        if self.precision not in PRECISIONS:
+            raise ContractError(f"contract precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.contract_version > CONTRACT_VERSION:
             raise ContractError(
                 f"model contract version {self.contract_version} is newer than this fcn_road_seg understands "
@@ -99,6 +105,15 @@ class ModelContract:
             return cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as err:
             raise ContractError(f"{source} has a malformed contract ({err}); rebuild it") from err
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (an INT8 copy's contract names its float source by it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 _EXPECTED = {"onnx": "an ONNX model", "plan": "a TensorRT plan", "checkpoint": "a training checkpoint (.pt)"}

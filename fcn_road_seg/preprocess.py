@@ -17,8 +17,9 @@ __all__ = ["preprocess", "preprocess_files", "resize_interpolation"]
 
 
 def resize_interpolation(frame_hw: tuple[int, int], net_hw: tuple[int, int]) -> int:
-    """The OpenCV interpolation ``preprocess`` resizes with: area averaging when shrinking, else bilinear."""
-    return cv2.INTER_AREA if frame_hw[0] * frame_hw[1] > net_hw[0] * net_hw[1] else cv2.INTER_LINEAR
+    """The OpenCV interpolation ``preprocess`` resizes with: bilinear, shrinking or enlarging (several times
+    faster than area averaging on a KITTI frame at the same validation MaxF: docs/performance.md)."""
+    return cv2.INTER_LINEAR
 
 
 def preprocess(
@@ -27,6 +28,8 @@ def preprocess(
     """Resize ``frame`` to the contract's network size in its channel order: the (1, H, W, 3) uint8 batch.
 
     The one preprocessing step of every path (segment, INT8 calibration, checks); writes into ``out`` if given.
+    Bilinear both ways: shrinking a KITTI frame with it is several times faster than INTER_AREA at the same
+    validation MaxF (docs/performance.md, "Preprocessing"); the channel swap runs in place on the small image.
     """
     order = color_order.upper()
     if order not in ("RGB", "BGR"):

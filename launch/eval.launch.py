@@ -25,7 +25,7 @@ ARGUMENTS = {
     "bag": ("", "rosbag2 bag to replay (folder with metadata.yaml, or .mcap)"),
     "out": ("eval_report", "report folder of the evaluator"),
     "model": ("", "road model .onnx or TensorRT plan; empty = the shipped model"),
-    "backend": ("auto", "auto | tensorrt | onnxruntime"),
+    "backend": ("auto", "auto | tensorrt | openvino | onnxruntime"),
     "image_topic": ("/camera/image_raw", "image topic in the bag"),
     "gt_topic": ("/camera/road_gt", "ground-truth topic in the bag (mono8 255/0/128, or KITTI rgb8)"),
     "rate": ("0.5", "playback rate factor (slow enough that the node drops nothing)"),

@@ -31,7 +31,7 @@ RVIZ_OUTPUTS = ("overlay", "mask", "bev_grid")
 
 ARGUMENTS = {
     "model": ("", "road model .onnx or TensorRT plan; empty = params_file / the shipped model"),
-    "backend": ("", "auto | tensorrt | onnxruntime; empty = params_file (auto)"),
+    "backend": ("", "auto | tensorrt | openvino | onnxruntime; empty = params_file (auto)"),
     "image_topic": ("camera/image_raw", "camera topic the node's `image` is remapped to (relative: in namespace)"),
     "input_qos": ("", "sensor_data | reliable; empty = reliable with images, else params_file (sensor_data)"),
     "namespace": ("", "namespace of the nodes"),

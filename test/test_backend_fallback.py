@@ -1,6 +1,7 @@
-"""backend 'auto' where TensorRT cannot run (this machine has no TensorRT): ONNX Runtime, the reason in one
-short line (INFO in the CLI, one WARN at the node's start) naming the caller's real option, and the choice
-reported by RoadSegmenter, the CLI, report.json and the node's /diagnostics; backend 'tensorrt' still fails hard."""
+"""backend 'auto' where TensorRT cannot run (this machine has no TensorRT): the CPU runtime (OpenVINO where it
+is installed, else ONNX Runtime; test_cpu_paths.py runs both), the reason in one short line (INFO in the CLI,
+one WARN at the node's start) naming the caller's real option, and the choice reported by RoadSegmenter, the
+CLI, report.json and the node's /diagnostics; backend 'tensorrt' still fails hard."""
 import importlib.util
 import json
 import logging
@@ -15,13 +16,14 @@ from fcn_road_seg.pipeline import RoadSegmenter
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
 pytestmark = pytest.mark.skipif(HAVE_TRT, reason="TensorRT and pycuda are installed here: auto may really use them")
-FALLBACK = "backend 'auto' fell back to ONNX Runtime: TensorRT cannot run"
+CPU, CPU_LABEL = ("openvino", "OpenVINO") if importlib.util.find_spec("openvino") else ("onnxruntime", "ONNX Runtime")
+FALLBACK = f"backend 'auto' fell back to {CPU_LABEL}: TensorRT cannot run"
 
 
-def test_auto_uses_onnxruntime_and_gives_a_short_reason_without_warning(tiny_onnx, caplog):
+def test_auto_uses_the_cpu_runtime_and_gives_a_short_reason_without_warning(tiny_onnx, caplog):
     with caplog.at_level(logging.DEBUG):
         with RoadSegmenter(tiny_onnx, precision="fp32") as seg:
-            assert seg.backend.name == "onnxruntime"
+            assert seg.backend.name == CPU
             assert seg.backend.selection.startswith(FALLBACK)
             assert "is not installed" in seg.backend.selection and "pip install" in seg.backend.selection
             reason = fallback_reason(seg.backend)
@@ -35,7 +37,7 @@ def test_auto_uses_onnxruntime_and_gives_a_short_reason_without_warning(tiny_onn
 
 def test_requested_backends_say_so_and_tensorrt_still_fails_hard(tiny_onnx):
     with RoadSegmenter(tiny_onnx, backend="onnxruntime", precision="fp16") as seg:
-        assert seg.backend.selection == "backend 'onnxruntime' requested"
+        assert seg.backend.selection == "backend 'onnxruntime' requested (fp32 model tiny.onnx)"
     with pytest.raises(BackendUnavailableError, match="is not installed"):
         RoadSegmenter(tiny_onnx, backend="tensorrt")
     with pytest.raises(TypeError, match="unknown backend option"):
@@ -52,13 +54,14 @@ def test_cli_infer_falls_back_and_evaluate_reports_why(tmp_path, tiny_onnx, shar
     assert not [line for line in done.stderr.splitlines() if line.startswith("WARNING")], done.stderr
     said = [line for line in done.stderr.splitlines() if "TensorRT" in line]
     assert len(said) == 1 and said[0].startswith("INFO fcn_road_seg: TensorRT cannot run"), done.stderr
-    assert "is not installed" in said[0] and "--backend onnxruntime" in said[0] and len(said[0]) < 200
+    assert "is not installed" in said[0] and f"using {CPU_LABEL}" in said[0], done.stderr
+    assert f"--backend {CPU}" in said[0] and len(said[0]) < 200, done.stderr
     assert "Traceback" not in done.stderr
     done = subprocess.run([*cli, "evaluate", str(kitti), "--model", str(tiny_onnx), "--out", str(tmp_path / "eval")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     backend = json.loads((tmp_path / "eval" / "report.json").read_text())["backend"]
-    assert backend["name"] == "onnxruntime" and backend["selection"].startswith(FALLBACK)
+    assert backend["name"] == CPU and backend["selection"].startswith(FALLBACK)
     assert FALLBACK in (tmp_path / "eval" / "report.md").read_text()
     done = subprocess.run([*cli, "infer", str(image), "--model", str(tiny_onnx), "--backend", "tensorrt",
                            "--out", str(tmp_path / "hard")], capture_output=True, text=True, timeout=300)
@@ -80,12 +83,12 @@ def test_node_reports_the_fallback_on_diagnostics(tiny_onnx):
             Parameter("model", value=str(tiny_onnx)), Parameter("precision", value="fp32")]))
         assert node.get_parameter("precision").value == "fp32" and node.get_parameter("backend").value == "auto"
         values = status_values(harness.probe.latest_status(NODE_NAME, timeout=10.0))
-        assert values["backend"] == "onnxruntime"
+        assert values["backend"] == CPU
         assert values["backend_selection"].startswith(FALLBACK) and "is not installed" in values["backend_selection"]
         wait_until(lambda: logs.lines(NODE_NAME, containing="segmenting"), timeout=30,
                    what="the node's start-up log")
         warns = logs.lines(NODE_NAME, Log.WARN)
-        assert len(warns) == 1 and "TensorRT is not installed" in warns[0] and "backend:=onnxruntime" in warns[0]
+        assert len(warns) == 1 and "TensorRT is not installed" in warns[0] and f"backend:={CPU}" in warns[0]
         harness.remove(node)
     finally:
         harness.close()

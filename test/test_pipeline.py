@@ -69,7 +69,7 @@ def test_bad_models(tmp_path, tiny_onnx):
         plan.write_bytes(b"x")
         open_backend(plan, "onnxruntime")
     with pytest.raises(BackendUnavailableError, match="choose one of"):
-        open_backend(tiny_onnx, "openvino")
+        open_backend(tiny_onnx, "tflite")
     bad = tmp_path / "text.onnx"
     bad.write_text("hello")
     with pytest.raises(ModelError):

@@ -16,16 +16,18 @@ from typing import Protocol
 
 import numpy as np
 
-from ..contract import ModelContract, check_model_file
+from ..contract import ModelContract, check_model_file, file_sha256, read_onnx_contract
 from ..errors import BackendUnavailableError, FcnRoadSegError, ModelError
 
-__all__ = ["Backend", "BACKENDS", "open_backend", "available_backends", "fallback_reason"]
+__all__ = ["Backend", "BACKENDS", "CPU_PRECISIONS", "CPU_RUNTIMES", "open_backend", "available_backends", "int8_copy",
+           "fallback_reason"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime")
+BACKENDS = ("auto", "tensorrt", "openvino", "onnxruntime")
+CPU_PRECISIONS = ("auto", "f32", "bf16", "int8")
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
-FALLBACK = "backend 'auto' fell back to ONNX Runtime: "  # how ``selection`` starts after a fallback
+FALLBACK = "backend 'auto' fell back to "  # how ``selection`` starts after a fallback: "... to OpenVINO: why"
 
 
 class Backend(Protocol):
@@ -52,42 +54,50 @@ def _tensorrt_present() -> bool:
 def available_backends() -> list[str]:
     """Runtimes importable on this machine, best first."""
     found = ["tensorrt"] if _tensorrt_present() else []
-    if importlib.util.find_spec("onnxruntime") is not None:
-        found.append("onnxruntime")
-    return found
+    return found + [name for name in ("openvino", "onnxruntime") if importlib.util.find_spec(name) is not None]
 
 
 # Keyword options each runtime takes; open_backend hands each only its own (the node passes both kinds).
 TENSORRT_OPTIONS = frozenset({"precision", "workspace_mib", "device_index", "cache_root"})
 ONNXRUNTIME_OPTIONS = frozenset({"device", "threads", "spin_wait"})
+OPENVINO_OPTIONS = frozenset({"threads"})
+CPU_RUNTIMES = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
 
 
-def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend:
-    """Open ``model`` (.onnx or TensorRT plan) with the named runtime, or TensorRT-else-ONNX Runtime for ``auto``.
+def open_backend(model: str | Path, backend: str = "auto", *, cpu_precision: str = "auto", **options) -> Backend:
+    """Open ``model`` (.onnx or TensorRT plan) with the named runtime, or for ``auto`` the fastest that runs here.
 
     ``auto`` tries TensorRT for an .onnx and, when it cannot open here (not installed, no CUDA device, a parse
-    or build error), uses ONNX Runtime (``fallback_reason`` says why, for the caller to log). A plan, or
-    backend ``tensorrt``, fails hard. The opened backend's ``selection`` says which ran and why.
+    or build error), takes the CPU path: OpenVINO, else (not installed, or it cannot load the model) ONNX
+    Runtime, the universal fallback; ``fallback_reason`` says why, for the caller to log once with its own
+    option's name. A plan, or backend
+    ``tensorrt``, fails hard. The opened backend's ``selection`` says which ran, why, and in which precision.
+
+    ``cpu_precision`` (OpenVINO and ONNX Runtime): ``int8`` runs the model's INT8 copy (``<stem>_int8.onnx``
+    beside it, written by `fcn-road-seg quantize` from this very file), or the model itself when it is INT8;
+    ``f32`` the file as given; ``bf16`` the file with OpenVINO's bfloat16 hint; ``auto`` is ``int8`` where an
+    INT8 copy exists and the backend is ``auto``, else ``f32``.
     """
     path = Path(model).expanduser()
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    unknown = set(options) - TENSORRT_OPTIONS - ONNXRUNTIME_OPTIONS
+    if cpu_precision not in CPU_PRECISIONS:
+        raise ValueError(f"cpu_precision must be one of {', '.join(CPU_PRECISIONS)}, got {cpu_precision!r}")
+    unknown = set(options) - TENSORRT_OPTIONS - ONNXRUNTIME_OPTIONS - OPENVINO_OPTIONS
     if unknown:
         raise TypeError(f"unknown backend option(s) {sorted(unknown)}")
     is_plan = path.suffix.lower() in PLAN_SUFFIXES
     check_model_file(path, "plan" if is_plan else "onnx", "pass an exported .onnx (or TensorRT .plan) file, e.g. "
                      "the shipped model from `fcn-road-seg model-path`")
-    trt_options = {k: v for k, v in options.items() if k in TENSORRT_OPTIONS}
-    ort_options = {k: v for k, v in options.items() if k in ONNXRUNTIME_OPTIONS}
-    if backend == "onnxruntime":
+    if backend in CPU_RUNTIMES:
         if is_plan:
-            raise ModelError(
-                f"{path} is a TensorRT plan; ONNX Runtime needs the .onnx file (or use backend 'tensorrt')"
-            )
-        return _selected(_open_onnxruntime(path, ort_options), "backend 'onnxruntime' requested")
+            raise ModelError(f"{path} is a TensorRT plan; {CPU_RUNTIMES[backend]} needs the .onnx file (or use "
+                             "backend 'tensorrt')")
+        cpu_path, hint = _cpu_model(path, cpu_precision, auto=False)
+        return _open_cpu(backend, cpu_path, hint, options, f"backend '{backend}' requested")
     from .tensorrt import open_tensorrt
 
+    trt_options = {k: v for k, v in options.items() if k in TENSORRT_OPTIONS}
     if backend == "tensorrt" or is_plan:
         why = "backend 'tensorrt' requested" if backend == "tensorrt" else "backend 'auto' with a TensorRT plan"
         return _selected(open_tensorrt(path, **trt_options), why)
@@ -95,23 +105,69 @@ def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend
         return _selected(open_tensorrt(path, **trt_options), "backend 'auto': TensorRT opened")
     except FcnRoadSegError as err:
         reason = f"TensorRT cannot run {path.name} here: {err}"
-    log.debug("backend 'auto' uses ONNX Runtime: %s", reason)  # callers say it once, with their option's name
-    return _selected(_open_onnxruntime(path, ort_options), FALLBACK + reason)
+    cpu_path, hint = _cpu_model(path, cpu_precision, auto=True)
+    runtime = "openvino" if importlib.util.find_spec("openvino") is not None else "onnxruntime"
+    if runtime == "openvino":
+        try:
+            backend = _open_cpu(runtime, cpu_path, hint, options, f"{FALLBACK}OpenVINO: {reason}")
+        except FcnRoadSegError as err:
+            reason += f"; OpenVINO cannot run it either: {err}"
+            runtime = "onnxruntime"
+    if runtime == "onnxruntime":
+        backend = _open_cpu(runtime, cpu_path, hint, options, f"{FALLBACK}ONNX Runtime: {reason}")
+    log.debug("backend 'auto' uses %s: %s", CPU_RUNTIMES[runtime], reason)  # callers say it once, with their option
+    return backend
 
 
 def fallback_reason(backend: Backend) -> str | None:
-    """Why backend 'auto' fell back to ONNX Runtime, in one short clause (the install hint left out), or None
-    when it did not; the CLI logs it at INFO, the node as one WARN at start."""
+    """Why backend 'auto' fell back to a CPU runtime, in one short clause (the install hint and the precision
+    note left out), or None when it did not; the CLI logs it at INFO, the node as one WARN at start."""
     if not backend.selection.startswith(FALLBACK):
         return None
-    reason = re.split(r"(?<=\)): |; ", backend.selection[len(FALLBACK):], maxsplit=1)[0]
+    reason = backend.selection[len(FALLBACK):].split(": ", 1)[1]  # after "<runtime>: "
+    reason = reason.split(f" ({backend.contract.precision} model ", 1)[0]
+    reason = re.split(r"(?<=\)): |; ", reason, maxsplit=1)[0]
     return reason if len(reason) <= 160 else reason[:157] + "..."
 
 
-def _open_onnxruntime(path: Path, options: dict) -> Backend:
+def int8_copy(path: Path) -> Path | None:
+    """``<stem>_int8.onnx`` beside ``path`` when its contract says it was quantized from this very file."""
+    copy = path.with_name(f"{path.stem}_int8.onnx")
+    if path.suffix.lower() != ".onnx" or not copy.is_file() or copy.resolve() == path.resolve():
+        return None
+    if read_onnx_contract(copy).quantization.get("source_sha256") != file_sha256(path):
+        log.warning("ignoring %s: it was not quantized from %s (re-run `fcn-road-seg quantize`)", copy.name, path.name)
+        return None
+    return copy
+
+
+def _cpu_model(path: Path, cpu_precision: str, auto: bool) -> tuple[Path, str]:
+    """The file a CPU runtime runs for ``cpu_precision`` (see open_backend) and its float precision hint."""
+    if cpu_precision in ("f32", "bf16") or (cpu_precision == "auto" and not auto):
+        return path, cpu_precision if cpu_precision != "auto" else "f32"
+    if read_onnx_contract(path).precision == "int8":
+        return path, "f32"
+    copy = int8_copy(path)
+    if copy is None and cpu_precision == "int8":
+        raise ModelError(f"cpu_precision 'int8' needs an INT8 copy of {path.name}: write it with `fcn-road-seg "
+                         f"quantize {path} -o {path.with_name(path.stem + '_int8.onnx')} --calib FRAMES`")
+    return copy or path, "f32"
+
+
+def _open_cpu(runtime: str, path: Path, hint: str, options: dict, why: str) -> Backend:
+    """OpenVINO or ONNX Runtime on ``path``; the selection names the file's precision (and OpenVINO's hint)."""
+    if runtime == "openvino":
+        from .openvino import OpenVinoBackend
+
+        backend = OpenVinoBackend(path, precision=hint, **{k: v for k, v in options.items() if k in OPENVINO_OPTIONS})
+        return _selected(backend, f"{why} ({backend.contract.precision} model {path.name}, {hint} hint)")
+    if hint == "bf16":
+        raise BackendUnavailableError("cpu_precision 'bf16' runs on OpenVINO only: pip install openvino and use "
+                                      "backend 'openvino' (or 'auto')")
     from .onnxruntime import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(path, **options)
+    backend = OnnxRuntimeBackend(path, **{k: v for k, v in options.items() if k in ONNXRUNTIME_OPTIONS})
+    return _selected(backend, f"{why} ({backend.contract.precision} model {path.name})")
 
 
 def _selected(backend: Backend, why: str) -> Backend:

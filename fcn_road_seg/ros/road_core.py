@@ -24,7 +24,7 @@ from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..backends import fallback_reason
+from ..backends import CPU_RUNTIMES, fallback_reason
 from ..errors import FcnRoadSegError, InputImageError, ModelError
 from ..evaluation.metrics import quantize_probability
 from ..pipeline import RoadSegmenter
@@ -76,7 +76,8 @@ class RoadSegmentationCore:
         self._segmenter.threshold = self._live.threshold or self._segmenter.contract.default_threshold
         reason = fallback_reason(self._segmenter.backend)
         if reason:
-            self.get_logger().warn(f"{reason}: using ONNX Runtime (set backend:=onnxruntime to choose it without "
+            name = self._segmenter.backend.name
+            self.get_logger().warn(f"{reason}: using {CPU_RUNTIMES[name]} (set backend:={name} to choose it without "
                                    "trying TensorRT; docs/tensorrt.md installs TensorRT)")
         image = self.resolve_topic_name("image")
         self.input_topic = f"{image}/compressed" if self.config.input_transport == "compressed" else image

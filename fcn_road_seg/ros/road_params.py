@@ -50,7 +50,8 @@ _RANGES = {"threshold": (0.0, 1.0), "overlay_alpha": (0.0, 1.0), "max_rate_hz": 
            "blank_stddev": (0.0, 255.0), "saturated_fraction": (0.5, 1.0), "frozen_frames": (0, 1000)}
 _DESCRIPTIONS = {
     "model": "road model: .onnx or TensorRT plan; empty = the shipped model",
-    "backend": "inference runtime: auto (TensorRT, else ONNX Runtime with a warning), tensorrt or onnxruntime",
+    "backend": "inference runtime: auto (TensorRT, else OpenVINO, else ONNX Runtime; one warning), tensorrt, openvino "
+               "or onnxruntime",
     "precision": "TensorRT engine precision when the node builds one from an .onnx on first use (cached)",
     "input_transport": "raw: sensor_msgs/Image on image; compressed: sensor_msgs/CompressedImage (JPEG/PNG) on "
                        "<image>/compressed",

@@ -64,7 +64,10 @@ RULES = (
     "every operator's input type in its supported types",
     "uint8 only as a network input or output",
     "every consumer of a uint8 network input is a Cast",
+    "Q/DQ (explicit quantization): constant scales, zero point 0, activations per tensor, weights per output channel",
 )
+# The output-channel axis of a weight, per consuming operator (Conv: (K, C, R, S); ConvTranspose: (C, K, R, S)).
+_WEIGHT_AXIS = {"Conv": 0, "ConvTranspose": 1}
 
 
 def _type_name(elem_type: int) -> str:
@@ -131,6 +134,46 @@ def _uint8_problems(graph, types: dict[str, int]) -> list[str]:
                     f"{label} makes the uint8 intermediate tensor {name}: rule 'uint8 only as a network input or "
                     "output' ('TensorRT does not support UINT8 types for intermediate tensors'); fix: cast to float "
                     "(or int32) right after the network input and keep later tensors in that type")
+    return problems
+
+
+def _qdq_problems(graph) -> list[str]:
+    """TensorRT's explicit quantization is symmetric: every QuantizeLinear/DequantizeLinear has a constant scale
+    and a zero point of 0; scales are per tensor, except a weight's, which may be per output channel."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    problems = []
+    for index, node in enumerate(graph.node):
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        label, rule = _node_label(node, index), "rule 'Q/DQ (explicit quantization)'"
+        scale = inits.get(node.input[1])
+        zero = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if scale is None:
+            problems.append(f"{label}: {rule}: its scale {node.input[1]} is computed, TensorRT needs a constant; "
+                            "fix: quantize with constant (initializer) scales")
+            continue
+        if zero is not None and np.any(numpy_helper.to_array(zero) != 0):
+            problems.append(f"{label}: {rule}: zero point {node.input[2]} is not 0 (TensorRT quantizes "
+                            "symmetrically); fix: quantize with symmetric activations and weights (`fcn-road-seg "
+                            "quantize` does)")
+        if numpy_helper.to_array(scale).size == 1:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        outs = [node.output[0]]  # a weight's QuantizeLinear feeds the DequantizeLinear that feeds the conv
+        if node.op_type == "QuantizeLinear":
+            outs = [u.output[0] for u in consumers.get(outs[0], []) if u.op_type == "DequantizeLinear"]
+        wanted = {_WEIGHT_AXIS.get(u.op_type) for out in outs for u in consumers.get(out, [])
+                  if len(u.input) > 1 and u.input[1] == out}
+        if node.input[0] not in inits or wanted != {axis}:
+            what = "an activation" if node.input[0] not in inits else "a weight, not along its output channels"
+            problems.append(f"{label}: {rule}: per-channel scales (axis {axis}) on {what}; fix: per-tensor scales "
+                            "for activations, per output channel for Conv (axis 0) and ConvTranspose (axis 1) weights")
     return problems
 
 
@@ -203,7 +246,7 @@ def check_operators(model_path: str | Path, targets: list[str] | None = None) ->
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     report = OperatorReport(op_counts=counts, opset=opset, ir_version=model.ir_version)
-    uint8 = _uint8_problems(graph, types)
+    uint8 = _uint8_problems(graph, types) + _qdq_problems(graph)
     for target in targets:
         report.failures[target] = uint8 + _target_problems(target, table[target], graph, types, opset,
                                                            model.ir_version, foreign)

@@ -77,6 +77,11 @@ INSTALL_HINT = (
     "with the CUDA toolkit on PATH (export PATH=/usr/local/cuda/bin:$PATH); on a desktop with an NVIDIA driver "
     "`pip install tensorrt pycuda` (or pip install 'fcn_road_seg[tensorrt]'); see docs/tensorrt.md"
 )
+QDQ_REFUSED = (
+    "{path} is an INT8 (Q/DQ) copy written by `fcn-road-seg quantize` for the CPU runtimes; build-engine does "
+    "not build explicit-quantization engines (docs/tensorrt.md, 'INT8'): build from {source} instead (FP16, "
+    "or --int8 with --calib on TensorRT 8.6/10.x)"
+)
 INT8_ON_11 = (
     "INT8 engines need TensorRT 8.6 or 10.x: TensorRT {version} removed implicit INT8 calibration "
     "(BuilderFlag.INT8, IInt8EntropyCalibrator2). Quantize the ONNX instead (Q/DQ nodes, e.g. NVIDIA ModelOpt's "
@@ -139,6 +144,9 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, options: BuildOpt
     """Parse ``onnx_path``, build a plan with ``options``, write it and its sidecar atomically."""
     from .cuda_io import CudaDevice
 
+    if read_onnx_contract(onnx_path).precision == "int8":
+        raise TensorRTError(QDQ_REFUSED.format(path=onnx_path, source=read_onnx_contract(onnx_path).quantization
+                                               .get("source", "the float model")))
     trt = import_tensorrt()
     options = options or BuildOptions()
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)

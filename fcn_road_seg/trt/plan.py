@@ -7,7 +7,6 @@ CI checks it on machines without TensorRT; ``engine.py`` builds plans and ``back
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -16,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..contract import ModelContract
+from ..contract import ModelContract, file_sha256
 from ..errors import EngineMismatchError, ModelError, TensorRTError
 from ..outputs import write_bytes
 
@@ -151,14 +150,6 @@ def check_compatible(
         log.warning("%s was built on %s and runs on %s (same compute capability %s); it works, but kernels were "
                     "timed on the other GPU: rebuild here for best speed", plan, sidecar.gpu.name, gpu.name,
                     ".".join(map(str, gpu.compute_capability)))
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_dir() -> Path:
