@@ -40,7 +40,7 @@ def test_transitions_open_and_free_the_model_and_topics(harness, tiny_onnx, tmp_
         harness.remove(node)
     node = harness.add(RoadSegmentationLifecycleNode(
         context=harness.context, namespace="managed", cli_args=[*remap_image(), "-r", "camera_info:=/fcn_test/calib"],
-        parameter_overrides=[Parameter("model", value=str(tiny_onnx))]))
+        parameter_overrides=[Parameter("model", value=str(tiny_onnx)), Parameter("backend", value="onnxruntime")]))
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.bev.camera_info_topic == "/fcn_test/calib"  # a remap of camera_info itself wins over the sibling

@@ -121,7 +121,7 @@ def test_package_xml_declares_every_ros_package_the_code_uses():
 # install_requires -> its rosdep key (rosdistro's python.yaml); None: pip only, and the README says so
 ROSDEP_KEYS = {"numpy": "python3-numpy", "opencv-python-headless": "python3-opencv", "onnx": None,
                "onnxruntime": "python3-onnxruntime-pip", "tqdm": "python3-tqdm", "rosbags": "python3-rosbags-pip",
-               "rosbags-image": None, "matplotlib": "python3-matplotlib"}
+               "rosbags-image": None, "matplotlib": "python3-matplotlib", "openvino": None}
 
 
 def test_every_python_dependency_has_its_rosdep_key_or_is_named_pip_only():

@@ -106,7 +106,10 @@ def test_node_runs_on_tensorrt_and_counts_a_cuda_failure(fakes, tiny_onnx, harne
         Parameter("backend", value="tensorrt")]))
     probe = harness.probe
     probe.listen(mask_topic)
-    try:
+    try:  # the node subscribes to the camera once its mask has a listener (lazy subscription)
+        wait_until(lambda: probe.raw_pub.get_subscription_count() >= 1 and node.mask_pub.get_subscription_count() >= 1,
+                   what="discovery")
+
         def roundtrip():
             msg = image_msg(frames[0], "bgr8", probe.header())
             probe.raw_pub.publish(msg)

@@ -30,6 +30,7 @@ __all__ = [
     "kitti_pairs",
     "kitti_frames",
     "kitti_gt_path",
+    "select_split",
     "kitti_calib_path",
     "category_of",
     "class_index_pairs",
@@ -111,18 +112,23 @@ def read_split(split: str | Path, root: Path) -> list[str]:
     return names
 
 
+def select_split(images: list[Path], split: str | Path, root: Path, folder: Path) -> list[Path]:
+    """The ``images`` (of ``folder``) that ``split`` lists, in its order; a listed name missing there is an error."""
+    wanted = read_split(split, root)
+    by_stem = {p.stem: p for p in images}
+    unknown = [n for n in wanted if n not in by_stem]
+    if unknown:
+        raise DatasetError(f"{len(unknown)} frames of split {split} are not in {folder} "
+                           f"(e.g. {unknown[0]}); list image names such as um_000000")
+    return [by_stem[n] for n in wanted]
+
+
 def _kitti_images(root: str | Path, split: str | Path | None) -> list[Path]:
     """The images of a KITTI ``data_road/training`` folder, sorted, or those of a split list in its order."""
     train = _training_dir(Path(root))
     images = sorted(p for p in (train / "image_2").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if split is not None:
-        wanted = read_split(split, Path(root))
-        by_stem = {p.stem: p for p in images}
-        unknown = [n for n in wanted if n not in by_stem]
-        if unknown:
-            raise DatasetError(f"{len(unknown)} frames of split {split} are not in {train / 'image_2'} "
-                               f"(e.g. {unknown[0]}); list image names such as um_000000")
-        images = [by_stem[n] for n in wanted]
+        images = select_split(images, split, Path(root), train / "image_2")
     if not images:
         raise DatasetError(f"no images in {train / 'image_2'}")
     return images

@@ -69,7 +69,7 @@ def float_nodes(graph) -> list[str]:
 def calibration_frames(config: QuantizeConfig) -> list[Path]:
     """The calibration images: a KITTI road folder (``image_2/`` in it or in ``training/``) or any folder of
     images, restricted to the frames of ``config.split`` when given; checked before any work starts."""
-    from ..evaluation.groundtruth import read_split
+    from ..evaluation.groundtruth import select_split
 
     root = Path(config.calib_dir)
     if not root.is_dir():
@@ -79,13 +79,7 @@ def calibration_frames(config: QuantizeConfig) -> list[Path]:
                    if (c / "image_2").is_dir()), root)
     images = list_images([folder])
     if config.split is not None:
-        wanted = read_split(config.split, root)
-        by_stem = {p.stem: p for p in images}
-        unknown = [n for n in wanted if n not in by_stem]
-        if unknown:
-            raise DatasetError(f"{len(unknown)} frames of split {config.split} are not in {folder} (e.g. "
-                               f"{unknown[0]}); list image names such as um_000000")
-        images = [by_stem[n] for n in wanted]
+        images = select_split(images, config.split, root, folder)
     if not images:
         raise DatasetError(f"no calibration frames in {folder}")
     if len(images) > config.max_frames:  # an even spread over the list, not its first categories only
