@@ -11,8 +11,8 @@ Starts the node as its own process (``python -m fcn_road_seg.ros.node``), publis
 
 End-to-end latency is input stamp -> mask received here. The node's own overhead (everything except
 ``backend.infer``) is measured in this process, component by component, on the same frame and model
-(deserialise, message_to_bgr, pre, post, array_to_image, serialise the mask), and cross-checked with
-the node's ``/diagnostics`` (latency from receive to publish, pipeline time).
+(deserialise, message_to_bgr, the camera-fault check, pre, post, array_to_image, serialise the mask), and
+cross-checked with the node's ``/diagnostics`` (latency from receive to publish, pipeline time).
 
     python -m bench.node --model models/fcn8s_lite0_kitti_road.onnx --mode rate --rate 30 --duration 30
 """
@@ -86,10 +86,13 @@ def measure_overhead(model: str, frame: np.ndarray, iterations: int, backend: st
     from sensor_msgs.msg import Image
 
     from fcn_road_seg.pipeline import RoadSegmenter
+    from fcn_road_seg.ros.camera_faults import CameraFaultCheck, FaultLimits
     from fcn_road_seg.ros.image_msgs import array_to_image, message_to_bgr
 
     wire = serialize_message(_bgr_message(frame))
-    parts: dict[str, list[float]] = {k: [] for k in ("deserialize", "to_bgr", "pre", "post", "to_image", "serialize")}
+    names = ("deserialize", "to_bgr", "fault_check", "pre", "post", "to_image", "serialize")
+    parts: dict[str, list[float]] = {k: [] for k in names}
+    faults, limits = CameraFaultCheck(), FaultLimits()  # the node's default limits (frozen check on)
     infer, total = [], []
     with RoadSegmenter(model, backend=backend) as seg:
         for i in range(iterations + 2):
@@ -98,6 +101,8 @@ def measure_overhead(model: str, frame: np.ndarray, iterations: int, backend: st
             t1 = time.perf_counter()
             bgr = message_to_bgr(msg)
             t2 = time.perf_counter()
+            faults.check(bgr, msg.data, limits)  # its verdict (the frame repeats: frozen) does not change its cost
+            t2f = time.perf_counter()
             result = seg.segment(bgr, color_order="bgr")
             t3 = time.perf_counter()
             out = array_to_image(result.mask, "mono8", msg.header)
@@ -106,7 +111,8 @@ def measure_overhead(model: str, frame: np.ndarray, iterations: int, backend: st
             t5 = time.perf_counter()
             if i < 2:  # warm-up
                 continue
-            sample = {"deserialize": t1 - t0, "to_bgr": t2 - t1, "to_image": t4 - t3, "serialize": t5 - t4}
+            sample = {"deserialize": t1 - t0, "to_bgr": t2 - t1, "fault_check": t2f - t2, "to_image": t4 - t3,
+                      "serialize": t5 - t4}
             for k, v in sample.items():
                 parts[k].append(v * 1e3)
             parts["pre"].append(result.timings_ms["pre"])
