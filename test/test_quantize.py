@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 from fcn_road_seg.contract import file_sha256, read_onnx_contract
 from fcn_road_seg.resources import default_model_path
-from fcn_road_seg.trt.check import check_operators
+from fcn_road_seg.trt.check import check_operators, run_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_INT8 = ROOT / "models" / "fcn8s_lite0_kitti_road_int8.onnx"
@@ -125,6 +125,15 @@ def test_shipped_int8_copy_is_of_the_shipped_model_for_the_cpu():
     assert "kitti_road_train.txt" in contract.quantization["calibration"]  # not the validation frames
     assert contract.quantization["activations"].startswith("uint8")  # the CPU form (docs/tensorrt.md)
     assert check_operators(SHIPPED_INT8).op_counts["QuantizeLinear"] > 50
+
+
+def test_check_trt_on_the_int8_copy_reports_the_parser_rules_without_an_fp16_copy():
+    """`check-trt` on a Q/DQ model: the parser rules (the CPU copy's asymmetric zero points fail them, named),
+    and no FP16 conversion of the Q/DQ graph, which ONNX Runtime cannot even load (it used to end there)."""
+    ok, lines = run_checks(SHIPPED_INT8, [ROOT / "samples" / "kitti_um_000000.jpg"])
+    text = "\n".join(lines)
+    assert not ok and "zero point" in text and "`fcn-road-seg quantize --symmetric` does" in text
+    assert "not run for an INT8 (Q/DQ) model" in text and "FP16 mask agreement (" not in text
 
 
 def test_the_qdq_rule_catches_asymmetric_and_misplaced_per_channel_scales(tmp_path, tiny_int8_symmetric):
