@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import BackendUnavailableError
-from ..trt.plan import cache_dir
+from ..trt.plan import cache_dir, cache_dir_source
 
 __all__ = ["PACKAGES", "DESKTOP_INSTALL", "JETSON_INSTALL", "jetson_model", "install_line", "platform_facts",
            "package_versions", "gpu_facts", "tensorrt_facts", "cache_facts", "writable_error"]
@@ -214,9 +214,8 @@ def writable_error(folder: Path) -> str | None:
 def cache_facts() -> dict:
     """The engine cache folder (``trt.plan.cache_dir``), what sets it, and whether engines can be written there."""
     folder = cache_dir()
-    set_by = ("FCN_ROAD_SEG_CACHE" if os.environ.get("FCN_ROAD_SEG_CACHE")
-              else "XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME") else "default")
-    facts = {"folder": str(folder), "set_by": set_by, "exists": folder.is_dir(), "writable": False, "reason": None}
+    facts = {"folder": str(folder), "set_by": cache_dir_source(), "exists": folder.is_dir(), "writable": False,
+             "reason": None}
     probe = folder
     while not probe.exists() and probe.parent != probe:  # not made yet: the first build creates it
         probe = probe.parent

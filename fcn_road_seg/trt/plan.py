@@ -30,6 +30,7 @@ __all__ = [
     "check_compatible",
     "file_sha256",
     "cache_dir",
+    "cache_dir_source",
     "cached_plan_path",
     "timing_cache_path",
     "exclusive_lock",
@@ -160,12 +161,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fcn_road_seg"
 
 
+def cache_dir_source() -> str:
+    """What sets ``cache_dir`` (the doctor and cache-folder errors say it): "FCN_ROAD_SEG_CACHE",
+    "XDG_CACHE_HOME" or "default"."""
+    for name in ("FCN_ROAD_SEG_CACHE", "XDG_CACHE_HOME"):
+        if os.environ.get(name):
+            return name
+    return "default"
+
+
 def _cache_dir_origin() -> str:
-    if os.environ.get("FCN_ROAD_SEG_CACHE"):
-        return "set by FCN_ROAD_SEG_CACHE"
-    if os.environ.get("XDG_CACHE_HOME"):
-        return "from XDG_CACHE_HOME; FCN_ROAD_SEG_CACHE is not set"
-    return "the default; FCN_ROAD_SEG_CACHE is not set"
+    return {"FCN_ROAD_SEG_CACHE": "set by FCN_ROAD_SEG_CACHE",
+            "XDG_CACHE_HOME": "from XDG_CACHE_HOME; FCN_ROAD_SEG_CACHE is not set",
+            "default": "the default; FCN_ROAD_SEG_CACHE is not set"}[cache_dir_source()]
 
 
 def cache_folder_error(folder: Path, err: OSError, action: str) -> TensorRTError:
