@@ -23,7 +23,7 @@ import numpy as np
 
 __all__ = ["FaultLimits", "CameraFaultCheck"]
 
-SUBSAMPLE = 4  # every 4th row and column: the whole check takes ~0.3-0.5 ms on a 1242x375 frame
+SUBSAMPLE = 4  # every 4th row and column: the whole check takes ~0.1 ms on a 1242x375 frame
 DARK, BRIGHT = 5, 250
 
 
@@ -37,16 +37,21 @@ class FaultLimits:
 
 
 class CameraFaultCheck:
-    """Stateful check of consecutive frames (remembers the previous frame's bytes for the frozen test)."""
+    """Stateful check of consecutive frames (remembers the previous frame for the frozen test)."""
 
     def __init__(self) -> None:
-        self._previous: bytes | None = None
+        self._previous: tuple[np.ndarray, np.ndarray] | None = None  # (sample, message bytes as uint8)
         self.repeats = 0  # consecutive frames identical to their predecessor
 
     def check(self, frame: np.ndarray, data, limits: FaultLimits) -> str | None:
-        """Why ``frame`` (HxWx3 uint8, decoded from message bytes ``data``) has no usable content; None if it has."""
-        frozen = self._frozen(data, limits.frozen_frames)
-        sample = np.ascontiguousarray(frame[::SUBSAMPLE, ::SUBSAMPLE])  # one copy, shared by both checks
+        """Why ``frame`` (HxWx3 uint8, decoded from message bytes ``data``) has no usable content; None if it has.
+
+        ``data`` is kept, not copied, until the next call: pass a buffer nobody modifies meanwhile (a message's).
+        """
+        h, w = frame.shape[:2]
+        # every SUBSAMPLE-th pixel (nearest-neighbour resize: ~3x faster than numpy's strided copy)
+        sample = cv2.resize(frame, (max(1, w // SUBSAMPLE), max(1, h // SUBSAMPLE)), interpolation=cv2.INTER_NEAREST)
+        frozen = self._frozen(sample, data, limits.frozen_frames)
         if limits.blank_stddev > 0:
             _, std = cv2.meanStdDev(sample)
             if float(std.max()) < limits.blank_stddev:
@@ -64,15 +69,16 @@ class CameraFaultCheck:
                         f"{100 * limits.saturated_fraction:.0f} %); check exposure and lighting")
         return frozen
 
-    def _frozen(self, data, limit: int) -> str | None:
+    def _frozen(self, sample: np.ndarray, data, limit: int) -> str | None:
         if limit <= 0:
             self._previous, self.repeats = None, 0
             return None
-        # bytes == bytes is a memcmp; memoryview == bytes compares element by element (2.4 ms vs 0.07 ms, 1.4 MB)
-        current = memoryview(data).cast("B").tobytes()
-        same = current == self._previous
+        current = (sample, np.frombuffer(data, np.uint8))
+        previous, self._previous = self._previous, current
+        # the samples differ on almost every real frame: only equal ones pay for comparing all the bytes
+        same = (previous is not None and np.array_equal(previous[0], sample)
+                and np.array_equal(previous[1], current[1]))
         self.repeats = self.repeats + 1 if same else 0
-        self._previous = current
         if self.repeats >= limit:
             return (f"frozen camera: the same image {self.repeats + 1} frames in a row (limit {limit} repeats); "
                     "is the driver re-sending its last buffer?")
