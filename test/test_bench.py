@@ -45,7 +45,7 @@ def test_node_overhead_breakdown_on_a_real_frame(tiny_onnx, kitti_images):
     frame = cv2.imread(str(kitti_images[0]))
     out = measure_overhead(str(tiny_onnx), frame, iterations=3)
     parts = out["components_ms"]
-    assert set(parts) == {"deserialize", "to_bgr", "fault_check", "pre", "post", "to_image", "serialize"}
+    assert set(parts) == {"decode", "to_bgr", "fault_check", "pre", "post", "to_image", "encode"}
     assert out["non_infer_total_ms"]["p50"] >= max(v["p50"] for v in parts.values()) > 0
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fcn_road_seg.errors import DatasetError, InputImageError
-from fcn_road_seg.evaluation.bag import image_message, message_to_bgr, typestore
+from fcn_road_seg.image_messages import header, message_to_bgr, typestore
 from fcn_road_seg.images import decode_bgr, read_bgr, read_labels, verify_encoded
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,16 +121,16 @@ def test_evaluate_skips_and_counts_a_truncated_kitti_image(tmp_path, tiny_onnx, 
 
 def test_compressed_bag_frame_truncated_is_refused():
     ts = typestore()
-    header = image_message(np.zeros((1, 1, 3), np.uint8), "bgr8", 10**9, "camera").header
+    stamped = header(10**9, "camera")
     data = np.frombuffer(SAMPLE_JPEG.read_bytes(), np.uint8)
     make = ts.types["sensor_msgs/msg/CompressedImage"]
-    assert message_to_bgr(make(header=header, format="jpeg", data=data)).shape == (375, 1242, 3)
-    with pytest.raises(InputImageError, match="CompressedImage 'jpeg': corrupt JPEG data"):
-        message_to_bgr(make(header=header, format="jpeg", data=data[: len(data) // 2]))
+    assert message_to_bgr(make(header=stamped, format="jpeg", data=data)).shape == (375, 1242, 3)
+    with pytest.raises(InputImageError, match=r"CompressedImage 'jpeg' \(\d+ bytes\): corrupt JPEG data"):
+        message_to_bgr(make(header=stamped, format="jpeg", data=data[: len(data) // 2]))
     hit = data.copy()  # a transmission error: OpenCV's imdecode returns the frame with its rest grey
     hit[bytes(hit).index(b"\xff\x00", len(hit) // 2) + 1] = 0x42
     with pytest.raises(InputImageError, match="invalid marker 0xFF42"):
-        message_to_bgr(make(header=header, format="jpeg", data=hit))
+        message_to_bgr(make(header=stamped, format="jpeg", data=hit))
 
 
 def test_training_refuses_a_truncated_image_before_it_starts(shared_data, tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from fcn_road_seg import cli
-from fcn_road_seg.evaluation.bag import (BagOut, bag_frame_names, image_message, message_to_bgr, open_bag,
-                                         read_kitti_calib, typestore, write_dataset_bag)
+from fcn_road_seg.evaluation.bag import BagOut, bag_frame_names, open_bag, read_kitti_calib, write_dataset_bag
+from fcn_road_seg.image_messages import header, image_message, message_to_bgr, typestore
 from fcn_road_seg.errors import BagError, DatasetError, InputImageError
 from fcn_road_seg.evaluation.evaluate import EvalConfig, decode_gt_message, run_evaluation
 from fcn_road_seg.evaluation.streaming import LatencyHistogram
@@ -161,7 +161,7 @@ def _custom_bag(path, kitti_dir, *, corrupt: bool = False, shift_gt: bool = Fals
             stamp = 1_000_000_000 * (i + 1)
             image = frame.image
             if corrupt and i == 1:
-                msg = image_message(image, "bgr8", stamp, "camera")
+                msg = image_message(image, "bgr8", header(stamp, "camera"))
                 msg.data = msg.data[: len(msg.data) // 2]
                 bag.write(IMAGE, msg, stamp)
             else:
@@ -179,7 +179,7 @@ def test_corrupt_frame_is_counted_skipped_and_reported(segmenter, tmp_path, kitt
     assert code == 1, "a run with skipped frames must not look clean"
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["frames"]["evaluated"] == 1 and report["frames"]["skipped"] == 1
-    assert "cannot decode image message" in report["frames"]["skipped_examples"][0]
+    assert "698625 data bytes do not match the size" in report["frames"]["skipped_examples"][0]
     assert "1 skipped" in capsys.readouterr().out
     # the good frame (KITTI rgb8 colour GT) scores exactly like the folder's first frame
     single = tmp_path / "one"
@@ -242,11 +242,11 @@ def test_compressed_image_bag_equals_folder_and_keeps_few_tiles(segmenter, tmp_p
     with BagOut(bag, "mcap") as out:
         for i, frame in enumerate(FolderSource(kitti_dir, "kitti")):
             stamp = 10**9 * (i + 1)
-            header = image_message(frame.image[:1, :1], "bgr8", stamp, "camera").header
+            stamped = header(stamp, "camera")
             ok, png = cv2.imencode(".png", frame.image)  # lossless: same pixels as the folder
             assert ok
             out.write("/camera/image/compressed", ts.types["sensor_msgs/msg/CompressedImage"](
-                header=header, format="png", data=png.reshape(-1)), stamp)
+                header=stamped, format="png", data=png.reshape(-1)), stamp)
             out.write_image(GT, cv2.cvtColor(cv2.imread(str(FolderSource(kitti_dir).pairs[i][1])), cv2.COLOR_BGR2RGB),
                             "rgb8", stamp, "camera")
     folder = _evaluate(segmenter, tmp_path, kitti_dir, "folder", keep=1)

@@ -11,7 +11,8 @@ import pytest
 from conftest import missing
 from fcn_road_seg import cli
 from fcn_road_seg.errors import DatasetError
-from fcn_road_seg.evaluation.bag import open_bag, typestore, write_dataset_bag
+from fcn_road_seg.evaluation.bag import open_bag, write_dataset_bag
+from fcn_road_seg.image_messages import typestore
 from fcn_road_seg.evaluation.bev import read_kitti_calib
 from fcn_road_seg.evaluation.evaluate import EvalConfig, run_evaluation
 from fcn_road_seg.evaluation.groundtruth import FolderSource, decode_kitti_gt

@@ -15,8 +15,8 @@ GRAPH, OUTSIDE = import_graph(ROOT / PKG, PKG)
 ROS_PACKAGES = {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "std_srvs", "nav_msgs", "geometry_msgs",
                 "builtin_interfaces", "rcl_interfaces", "cv_bridge", "tf2_ros", "launch", "launch_ros"}
 # The core every consumer shares: top-level modules other than the CLI.
-CORE = {f"{PKG}.{m}" for m in ("contract", "errors", "images", "outputs", "preprocess", "progress", "refine",
-                               "resources", "pipeline", "wording")} | {PKG}
+CORE = {f"{PKG}.{m}" for m in ("contract", "errors", "images", "image_messages", "outputs", "preprocess", "progress",
+                               "refine", "resources", "pipeline", "wording")} | {PKG}
 CORE_LEAVES = CORE - {f"{PKG}.pipeline"}
 
 

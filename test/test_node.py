@@ -22,7 +22,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from fcn_road_seg.evaluation.metrics import quantize_probability  # noqa: E402
 from fcn_road_seg.ros.node import DEFAULTS, LIVE, NODE_NAME, RoadSegmentationNode  # noqa: E402
 from fcn_road_seg.pipeline import RoadSegmenter  # noqa: E402
-from fcn_road_seg.ros.image_msgs import image_to_bgr  # noqa: E402
+from fcn_road_seg.image_messages import message_to_bgr  # noqa: E402
 
 from ros_frames import ENCODINGS, compressed_msg, image_msg  # noqa: E402
 from ros_harness import RAW_TOPIC, remap_image, status_values, wait_until  # noqa: E402
@@ -107,7 +107,7 @@ def test_every_encoding(harness, road, offline, camvid_frame, encoding):
     msg = image_msg(camvid_frame, encoding)
     (mask,) = roundtrip(harness, msg)
     assert mask.header == msg.header and (mask.width, mask.height) == (480, 360)
-    assert_same_mask(pixels(mask), offline.segment(image_to_bgr(msg)).mask, encoding)
+    assert_same_mask(pixels(mask), offline.segment(message_to_bgr(msg)).mask, encoding)
 
 
 def test_resolution_changes_mid_stream(harness, road, kitti_frame, camvid_frame):
@@ -421,7 +421,7 @@ def test_image_folder_publisher_plays_a_folder_once_or_looping(harness, tmp_path
         frames = sorted(probe.images[topic].values(), key=lambda m: (m.header.stamp.sec, m.header.stamp.nanosec))
         assert [(m.width, m.height, m.encoding, m.header.frame_id) for m in frames] == [
             (1242, 375, "bgr8", "cam_front"), (480, 360, "bgr8", "cam_front")]
-        np.testing.assert_array_equal(image_to_bgr(frames[1]), cv2.imread(str(folder / "1.png")))
+        np.testing.assert_array_equal(message_to_bgr(frames[1]), cv2.imread(str(folder / "1.png")))
         assert publisher.source_of(frames[0].header) == folder / "0.png"
     finally:
         harness.remove(publisher)

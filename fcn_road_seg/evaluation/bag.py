@@ -22,11 +22,10 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from ..errors import BagError, InputImageError
-from ..images import decode_bgr
+from ..errors import BagError
+from ..image_messages import header, image_message, typestore
 from ..outputs import check_room, output_error
 from ..progress import track
 from ..wording import plural
@@ -39,9 +38,6 @@ __all__ = [
     "BagOut",
     "STORAGES",
     "FRAME_NAMES_KEY",
-    "typestore",
-    "image_message",
-    "message_to_bgr",
     "read_kitti_calib",
     "camera_info_message",
     "road_transform_message",
@@ -63,48 +59,6 @@ TF_TOPIC = "/tf"
 BAG_VERSION = 8  # rosbag2 metadata version of ROS 2 Jazzy
 PARTIAL_SUFFIX = ".partial"  # a bag being written lives in NAME.partial/NAME until it is complete
 _TOPIC_NAME = re.compile(r"(/[A-Za-z_][A-Za-z0-9_]*)+")  # an absolute ROS 2 topic name
-_TYPESTORE = None
-
-
-def typestore():
-    """The ROS 2 Jazzy message type store (created once)."""
-    global _TYPESTORE
-    if _TYPESTORE is None:
-        from rosbags.typesys import Stores, get_typestore
-
-        _TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
-    return _TYPESTORE
-
-
-def _header(stamp_ns: int, frame_id: str):
-    ts = typestore()
-    time = ts.types["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
-    return ts.types["std_msgs/msg/Header"](stamp=time, frame_id=frame_id)
-
-
-def image_message(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str):
-    """numpy HxW (mono8) or HxWx3 (bgr8/rgb8) uint8 -> rosbags sensor_msgs/msg/Image."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    h, w = array.shape[:2]
-    return typestore().types["sensor_msgs/msg/Image"](
-        header=_header(stamp_ns, frame_id), height=h, width=w, encoding=encoding, is_bigendian=0,
-        step=array.strides[0], data=array.reshape(-1),
-    )
-
-
-def message_to_bgr(msg) -> np.ndarray:
-    """rosbags Image/CompressedImage -> HxWx3 BGR uint8; InputImageError when it cannot be decoded."""
-    from rosbags.image import ImageError, message_to_cvimage
-
-    if msg.__msgtype__ == "sensor_msgs/msg/CompressedImage":  # verified first: truncated JPEG/PNG is refused
-        return decode_bgr(bytes(msg.data), f"CompressedImage '{msg.format}'", warn=False)
-    try:
-        frame = message_to_cvimage(msg, "bgr8")
-    except (ImageError, ValueError, TypeError, cv2.error) as err:  # TypeError: data shorter than h*step
-        raise InputImageError(f"cannot decode image message ({err})") from err
-    if frame is None or frame.ndim != 3:
-        raise InputImageError("image message decoded to nothing (corrupt compressed data?)")
-    return frame
 
 
 def stamp_ns(msg) -> int:
@@ -118,7 +72,7 @@ def camera_info_message(calib: dict[str, np.ndarray], width: int, height: int, s
     p2 = calib["P2"]
     roi = ts.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return ts.types["sensor_msgs/msg/CameraInfo"](
-        header=_header(stamp_ns_, frame_id), height=height, width=width, distortion_model="plumb_bob",
+        header=header(stamp_ns_, frame_id), height=height, width=width, distortion_model="plumb_bob",
         d=np.zeros(5), k=p2[:, :3].reshape(-1).copy(), r=np.eye(3).reshape(-1), p=p2.reshape(-1).copy(),
         binning_x=0, binning_y=0, roi=roi,
     )
@@ -133,7 +87,7 @@ def road_transform_message(road_from_camera: np.ndarray, stamp_ns_: int, road_fr
         translation=ts.types["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]), z=float(t[2])),
         rotation=ts.types["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))
     stamped = ts.types["geometry_msgs/msg/TransformStamped"](
-        header=_header(stamp_ns_, road_frame), child_frame_id=camera_frame, transform=transform)
+        header=header(stamp_ns_, road_frame), child_frame_id=camera_frame, transform=transform)
     return ts.types["tf2_msgs/msg/TFMessage"](transforms=[stamped])
 
 
@@ -256,7 +210,7 @@ class BagOut:
             raise output_error(self.path, err) from err
 
     def write_image(self, topic: str, array: np.ndarray, encoding: str, stamp: int, frame_id: str) -> None:
-        self.write(topic, image_message(array, encoding, stamp, frame_id), stamp)
+        self.write(topic, image_message(array, encoding, header(stamp, frame_id)), stamp)
 
     def set_custom_data(self, key: str, value: str) -> None:
         self.writer.set_custom_data(key, value)

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .bag import (BagOut, bag_frame_names, check_finished_bag, find_connection, message_to_bgr, open_bag,
-                  read_bev_geometry, stamp_ns, typestore)
+from ..image_messages import message_to_bgr, typestore
+from .bag import (BagOut, bag_frame_names, check_finished_bag, find_connection, open_bag, read_bev_geometry,
+                  stamp_ns)
 from .bev import KITTI_BEV, kitti_bev_lut, sibling_topic, warp_image, warp_labels, warp_probability
 from ..errors import BagError, DatasetError, InputImageError
 from .streaming import Evaluation

@@ -101,7 +101,7 @@ def run_demo(config: DemoConfig) -> DemoReport:
     from .image_folder_publisher import ImageFolderPublisher
     from .node import RoadSegmentationNode
     from ..resources import samples_dir
-    from .image_msgs import image_to_bgr
+    from ..image_messages import message_to_bgr
 
     images = config.images or samples_dir()
     context = rclpy.Context()
@@ -163,7 +163,7 @@ def run_demo(config: DemoConfig) -> DemoReport:
                     for _, msg in new:
                         source = publisher.source_of(msg.header)
                         name = f"{source.stem if source else f'frame_{bar.done:04d}'}_overlay.png"
-                        saved[name] = write_image(config.out / name, image_to_bgr(msg))
+                        saved[name] = write_image(config.out / name, message_to_bgr(msg))
                     bar.update(len(new))
             except KeyboardInterrupt:  # Ctrl-C: stop and report what was measured so far
                 interrupted = True

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.node import Node
+import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from ..errors import FcnRoadSegError
+from ..image_messages import encode, header, image_message
 from ..images import list_images, read_bgr
-from .image_msgs import array_to_image
 from .spin import spin_node
 
 __all__ = ["ImageFolderPublisher", "main"]
@@ -57,7 +58,7 @@ class ImageFolderPublisher(Node):
         except Exception:
             self.destroy_node()
             raise
-        self._cache: dict[Path, Image] = {}
+        self._cache: dict[Path, np.ndarray] = {}
         self._unreadable: set[Path] = set()  # logged once, then skipped
         self._next = 0
         self.published = 0
@@ -67,13 +68,13 @@ class ImageFolderPublisher(Node):
         self.get_logger().info(f"publishing {len(self.paths)} images from {folder} on {self.publisher.topic_name} "
                                f"at {self.rate_hz:g} Hz{' (looping)' if self.loop else ''}")
 
-    def _frame(self, path: Path) -> Image:
-        msg = self._cache.get(path)
-        if msg is None:
-            msg = array_to_image(read_bgr(path), "bgr8", Header(frame_id=self.frame_id))
+    def _frame(self, path: Path) -> np.ndarray:
+        frame = self._cache.get(path)
+        if frame is None:
+            frame = read_bgr(path)
             if len(self.paths) <= MAX_CACHED_FRAMES:
-                self._cache[path] = msg
-        return msg
+                self._cache[path] = frame
+        return frame
 
     def _tick(self) -> None:
         if self.published == 0 and self.publisher.get_subscription_count() < self.wait_for:
@@ -94,16 +95,16 @@ class ImageFolderPublisher(Node):
             if path in self._unreadable:  # said once, when first read; the next frame goes out instead
                 continue
             try:
-                msg = self._frame(path)
+                frame = self._frame(path)
                 break
             except FcnRoadSegError as err:
                 self._unreadable.add(path)
                 self.get_logger().error(f"skipping {path}, now and on later loops: {err}")
                 return
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.publisher.publish(msg)
+        stamp = self.get_clock().now().nanoseconds
+        self.publisher.publish(encode(image_message(frame, "bgr8", header(stamp, self.frame_id))))
         self.published += 1
-        self._sources[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = path
+        self._sources[divmod(stamp, 1_000_000_000)] = path
         if len(self._sources) > STAMP_HISTORY:
             self._sources.popitem(last=False)
 
