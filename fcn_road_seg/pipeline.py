@@ -4,9 +4,11 @@ frame (HxWx3 uint8, RGB or BGR, any size) -> resize to the contract's network si
 probability resized back to the frame's size -> (dense-CRF refinement, when asked for) -> mask (0/255 at the
 threshold) -> overlay on request. With test-time flip (``tta="flip"``) the network also runs on the mirrored
 frame and the two road probabilities are averaged (the mirror's mirrored back): two inferences per frame.
+A RoadSegmenter may be shared by threads: one frame at a time goes through its batch buffer and backend.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +87,7 @@ class RoadSegmenter:
         self._net_hw = (self.contract.input_height, self.contract.input_width)
         self._batch = np.empty(self.contract.input_shape, dtype=np.uint8)
         self._mirror = np.empty_like(self._batch)
+        self._busy = threading.Lock()  # the batch buffers and a backend's output buffer serve one frame at a time
         self.tta = tta
 
     @property
@@ -142,12 +145,13 @@ class RoadSegmenter:
         """
         self.check_frame(frame)
         h, w = frame.shape[:2]
-        t0 = time.perf_counter()
-        preprocess(frame, self.contract, color_order=color_order, out=self._batch)
-        t1 = time.perf_counter()
-        prob_net = self._infer()
-        t2 = time.perf_counter()
-        probability = cv2.resize(prob_net, (w, h), interpolation=cv2.INTER_LINEAR)
+        with self._busy:
+            t0 = time.perf_counter()
+            preprocess(frame, self.contract, color_order=color_order, out=self._batch)
+            t1 = time.perf_counter()
+            prob_net = self._infer()
+            t2 = time.perf_counter()
+            probability = cv2.resize(prob_net, (w, h), interpolation=cv2.INTER_LINEAR)
         refine_s = 0.0
         if self._refiner is not None:
             t_refine = time.perf_counter()

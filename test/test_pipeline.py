@@ -121,3 +121,16 @@ def test_a_probability_exactly_at_the_threshold_is_road_and_just_below_is_not(th
             result = seg.segment(frame)
         assert (result.probability == np.float32(probability)).all()  # the resize back keeps the constant
         assert (result.mask == (255 if road else 0)).all(), (probability, threshold)
+
+
+def test_one_segmenter_shared_by_threads_gives_each_frame_its_own_mask(segmenter, kitti_images, camvid_images):
+    """The batch buffer and the backend's output serve one frame at a time: no thread gets another's mask."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = [cv2.imread(str(p)) for p in (kitti_images[:3] + camvid_images[:3])]
+    expected = [segmenter.segment(f).probability for f in frames]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(4):
+            got = list(pool.map(lambda f: segmenter.segment(f).probability, frames * 3))
+            for i, probability in enumerate(got):
+                np.testing.assert_array_equal(probability, expected[i % len(frames)])
