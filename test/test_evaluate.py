@@ -271,3 +271,22 @@ def test_kitti_jpeg_folder_pairs_png_gt_and_honours_the_split(shared_data):
     bad = Path(str(val) + ".bad")
     with pytest.raises(DatasetError, match="not found"):
         FolderSource(train_dir, "kitti", split=str(bad))
+
+
+def test_class_index_folder_pairs_jpeg_images_with_png_labels_as_training_does(shared_data, tmp_path):
+    """KITTI semantics as a class-index folder: 000000_10.jpg's label is labels/000000_10.png (road: id 7)."""
+    semantics = shared_data / "kitti_semantics" / "training"
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for image in sorted((semantics / "image_2").iterdir())[:2]:
+        (tmp_path / "images" / image.name).symlink_to(image)
+        (tmp_path / "labels" / f"{image.stem}.png").symlink_to(semantics / "semantic" / f"{image.stem}.png")
+    source = FolderSource(tmp_path, "class-index", road_id=7, ignore_id=None)
+    assert [(img.suffix, gt.name) for img, gt in source.pairs] == [(".jpg", f"{img.stem}.png") for img, _ in
+                                                                   source.pairs]
+    frame = next(iter(source))
+    assert frame.error is None and frame.road.shape == frame.image.shape[:2] and frame.road.any()
+    for label in (tmp_path / "labels").iterdir():
+        label.unlink()
+    with pytest.raises(DatasetError, match=r"expected 000000_10.png for 000000_10.jpg, as training expects"):
+        FolderSource(tmp_path, "class-index", road_id=7, ignore_id=None)

@@ -183,10 +183,19 @@ def class_index_pairs(root: str | Path, split: str | None = None) -> list[tuple[
         names = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not names:
         raise DatasetError(f"no images in {images_dir}")
-    pairs = [(images_dir / n, labels_dir / n if (labels_dir / n).is_file() else None) for n in names]
+    pairs = [(images_dir / n, _class_index_label(labels_dir, n)) for n in names]
     if all(label is None for _, label in pairs):
-        raise DatasetError(f"none of the {len(names)} images has a label in {labels_dir} (e.g. {names[0]})")
+        raise DatasetError(f"none of the {len(names)} images has a label in {labels_dir} (expected "
+                           f"{Path(names[0]).stem}.png for {names[0]}, as training expects)")
     return pairs
+
+
+def _class_index_label(labels_dir: Path, image_name: str) -> Path | None:
+    """The label of an image: ``<stem>.png`` (lossless, what training reads), else one with the image's own name."""
+    for label in (labels_dir / f"{Path(image_name).stem}.png", labels_dir / image_name):
+        if label.is_file():
+            return label
+    return None
 
 
 @dataclass
