@@ -12,6 +12,7 @@ __all__ = [
     "EngineMismatchError",
     "TensorRTError",
     "BagError",
+    "MissingDependencyError",
     "MissingExtraError",
     "OutputError",
 ]
@@ -59,6 +60,10 @@ class TensorRTError(FcnRoadSegError):
 
 class BagError(DatasetError):
     """A rosbag2 bag is missing, unreadable, of an unknown storage or lacks a needed topic."""
+
+
+class MissingDependencyError(FcnRoadSegError):
+    """A required package is missing (e.g. a pip-only dependency after ``rosdep install``); names the install."""
 
 
 class MissingExtraError(FcnRoadSegError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import FrameSizeError, InputImageError, UnsupportedEncodingError
+from .errors import FrameSizeError, InputImageError, MissingDependencyError, UnsupportedEncodingError
 from .images import decode_bgr
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "message_to_bgr",
     "decode",
     "encode",
+    "require_converter",
 ]
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -82,8 +83,8 @@ def decode(raw, msgtype: str):
     try:
         return typestore().deserialize_cdr(raw, msgtype)
     except Exception as err:  # rosbags raises plain Exceptions of several kinds for truncated/garbled CDR
-        raise InputImageError(f"{msgtype}: {len(raw)} bytes do not decode as that message ({err}); is the "
-                              "publisher's message type the one this topic should carry?") from err
+        raise InputImageError(f"{msgtype}: {len(raw)} bytes do not decode as that message ({err}); a corrupt "
+                              "payload, or a raw publisher sending other bytes?") from err
 
 
 def encode(msg) -> bytes:
@@ -120,7 +121,7 @@ def _checked_raw(msg):
     if bpp is None:
         raise UnsupportedEncodingError(
             f"{describe(msg)}: unsupported encoding; supported: {', '.join(SUPPORTED_ENCODINGS)} "
-            "(convert 16-bit/depth/other formats to an 8-bit colour encoding before this node)"
+            "(convert 16-bit/depth/other formats to an 8-bit colour encoding first)"
         )
     row = msg.width * bpp
     if msg.width == 0 or msg.height == 0 or msg.step < row or len(msg.data) != msg.step * msg.height:
@@ -132,6 +133,16 @@ def _checked_raw(msg):
         return msg
     rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :row]
     return _PackedImage(msg.encoding, msg.height, msg.width, msg.is_bigendian, row, np.ascontiguousarray(rows))
+
+
+def require_converter() -> None:
+    """Raise MissingDependencyError naming the install when rosbags-image (raw frame conversion) is missing."""
+    try:
+        import rosbags.image  # noqa: F401
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"raw camera frames are converted with rosbags-image, which is not installed ({err}): "
+            "pip install rosbags-image (rosdep has no key for it; see README, Install)") from err
 
 
 def _raw_to_bgr(msg) -> np.ndarray:

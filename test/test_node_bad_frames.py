@@ -29,14 +29,15 @@ def rosout(harness):
 
 
 def _frames(good: np.ndarray) -> dict[str, list]:
-    """Compressed frames of each bad cause, built from a real camera frame."""
+    """Compressed frames of each bad cause, built from a real camera frame (and bytes that are no message)."""
     corrupt = compressed_msg(good, "jpeg")
     corrupt.data = corrupt.data[:300]  # truncated JPEG
     depth = compressed_msg(good, "png")
     depth.format = "16UC1; compressedDepth png"
     tiny = compressed_msg(cv2.resize(good, (24, 16)), "png")
     blank = compressed_msg(np.full_like(good, 128), "png")
-    return {"decode_error": [corrupt] * 3, "unsupported_encoding": [depth] * 2, "wrong_size": [tiny] * 2,
+    garbage = b"\x00\x01\x00\x00 these bytes are no CompressedImage"  # a CDR header, then nonsense
+    return {"decode_error": [garbage, corrupt, corrupt], "unsupported_encoding": [depth] * 2, "wrong_size": [tiny] * 2,
             "camera_fault": [blank]}
 
 
@@ -59,8 +60,9 @@ def test_bad_frames_are_counted_and_logged_per_cause_and_the_warn_clears(harness
         sent = 0
         for cause, msgs in _frames(good).items():
             for msg in msgs:
-                msg.header = probe.header()
-                probe.compressed_pub.publish(msg)
+                if not isinstance(msg, bytes):
+                    msg.header = probe.header()
+                probe.compressed_pub.publish(msg)  # bytes go out as they are, as from a raw publisher
                 sent += 1
                 # one at a time: a newer frame would replace this one in the mailbox before the worker looks
                 wait_until(lambda: node.stats()["bad_frames"] + node.stats()["camera_faults"] == sent,
@@ -73,6 +75,8 @@ def test_bad_frames_are_counted_and_logged_per_cause_and_the_warn_clears(harness
             wait_until(lambda c=cause: rosout.lines(logger, Log.ERROR, f"[{c}]"), what=f"the {cause} log line")
             assert len(rosout.lines(logger, Log.ERROR, f"[{cause}]")) == 1, rosout.lines(logger)
         assert "(CompressedImage '16UC1; compressedDepth png'" in rosout.lines(logger, Log.ERROR, "[unsupported")[0]
+        assert "(39 bytes): sensor_msgs/msg/CompressedImage: 39 bytes do not decode" in rosout.lines(
+            logger, Log.ERROR, "[decode_error]")[0]
 
         # a good frame ends the camera fault (ERROR -> WARN); the WARN holds until good frames flowed for 2 s
         msg = compressed_msg(good, "png")

@@ -32,6 +32,19 @@ def test_missing_model_fails_at_start_naming_the_fix(tmp_path):
     assert f"model file not found: {missing}" in out and "Fix: set the 'model' parameter" in out
 
 
+def test_without_rosbags_image_a_raw_camera_node_stops_at_start_naming_the_install(tiny_onnx, tmp_path):
+    """rosdep has no key for rosbags-image: a rosdep-only install must fail at start, not on every frame."""
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['rosbags.image'] = None  # -> ImportError\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "fcn_road_seg.ros.node", "--ros-args", "-p", f"model:={tiny_onnx}",
+                           "-r", "image:=/fcn_test/no_converter"], cwd=ROOT, capture_output=True, text=True, env=env,
+                          timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "converted with rosbags-image, which is not installed" in out and "pip install rosbags-image" in out
+    assert "Traceback" not in out
+
+
 @pytest.mark.parametrize("setting,message", [
     ("input_transport:=theora", "input_transport must be one of raw, compressed, got 'theora'"),
     ("threshold:=1.5", "threshold"),

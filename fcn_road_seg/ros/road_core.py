@@ -30,7 +30,8 @@ from std_msgs.msg import Header
 from ..backends import CPU_RUNTIMES, fallback_reason
 from ..errors import FcnRoadSegError, InputImageError, ModelError
 from ..evaluation.metrics import quantize_probability
-from ..image_messages import COMPRESSED_IMAGE, IMAGE, decode, describe, encode, image_message, message_to_bgr
+from ..image_messages import (COMPRESSED_IMAGE, IMAGE, decode, describe, encode, image_message, message_to_bgr,
+                              require_converter)
 from ..pipeline import RoadSegmenter
 from .bad_frames import cause_of
 from .bev_grid import BevGridPublisher
@@ -75,6 +76,8 @@ class RoadSegmentationCore:
 
     def _configure(self) -> None:
         """Open the model (a TensorRT engine is built here, on first use) and create the publishers."""
+        if self.config.input_transport != "compressed":
+            require_converter()  # at start, not as an error on every frame
         self._segmenter = self._open_segmenter()
         self._segmenter.threshold = self._live.threshold or self._segmenter.contract.default_threshold
         reason = fallback_reason(self._segmenter.backend)
