@@ -22,11 +22,9 @@ migration/tensorrt-10x-to-11x-python-api-reference.html):
 - ``BuilderFlag.TF32`` exists in all three; ``--fp32`` clears it, so FP32 really is FP32.
 - ``IProgressMonitor`` / ``config.progress_monitor`` exist in the 9.x, 10.x and 11.x bindings, not in 8.6;
   8.6 gets a log line per phase.
-- Timing cache: ``config.create_timing_cache(bytes)``, ``config.set_timing_cache(cache, ignore_mismatch)``
-  and ``ITimingCache.serialize()`` in all three. Attached with ``ignore_mismatch=False``: a cache made on
-  another GPU or TensorRT version, or one that cannot be read, is replaced by an empty one. The cache object is
-  kept until parser, network and builder are released (NvInfer.h 10.16/11.x: it must outlive every builder
-  that used it); nothing is serialised when no cache is attached.
+- Timing cache (``timing_cache.py``, the same calls in all three): the cache object is kept until parser,
+  network and builder are released (NvInfer.h 10.16/11.x: it must outlive every builder that used it);
+  nothing is serialised when no cache is attached.
 
 Every TensorRT or pycuda failure becomes a ``TensorRTError`` (or ``BackendUnavailableError`` where
 TensorRT/pycuda/CUDA is missing) whose message says what to do. TensorRT and pycuda are imported on use.
@@ -45,6 +43,7 @@ from ..errors import (BackendUnavailableError, FcnRoadSegError, InputImageError,
 from ..outputs import write_bytes
 from .calibration import calibration_cache_key, calibration_images, entropy_calibrator
 from .callbacks import progress_monitor, trt_logger
+from .timing_cache import attach_timing_cache, save_timing_cache
 from .plan import (
     PRECISIONS,
     EngineSidecar,
@@ -269,46 +268,6 @@ def _set_precision(trt, builder, config, job: _BuildJob, profile):
     return calibrator
 
 
-def _attach_timing_cache(config, path: Path):
-    """Attach the timing cache at ``path``, or a new one when it is missing, unreadable, or was made on another
-    GPU or TensorRT version (TensorRT checks the device properties it records; a mismatch is never ignored).
-    Returns the ITimingCache, which the caller keeps until the builder is gone, or None."""
-    try:
-        blob = path.read_bytes() if path.is_file() else b""
-    except OSError as err:
-        log.warning("timing cache %s cannot be read (%s); starting a new one", path, err)
-        blob = b""
-    if blob:
-        try:
-            cache = config.create_timing_cache(blob)
-        except Exception as err:  # noqa: BLE001 - TensorRT raises its own error types for a corrupt blob
-            log.warning("timing cache %s is unreadable (%s); starting a new one", path, err)
-            cache = None
-        if cache is None:
-            log.warning("timing cache %s is stale or corrupt; starting a new one", path)
-        elif config.set_timing_cache(cache, ignore_mismatch=False):
-            log.info("timing cache %s (reused)", path)
-            return cache
-        else:
-            log.warning("timing cache %s was made on another GPU or TensorRT version; starting a new one", path)
-    cache = config.create_timing_cache(b"")
-    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-        log.warning("timing cache %s could not be attached; building without it", path)
-        return None
-    log.info("timing cache %s (new)", path)
-    return cache
-
-
-def _save_timing_cache(cache, path: Path) -> None:
-    if cache is None:
-        return
-    try:
-        write_bytes(path, bytes(cache.serialize()))
-    except OutputError as err:
-        log.warning("could not save the timing cache %s (%s); the next build re-times its layers (make %s "
-                    "writable, or set FCN_ROAD_SEG_CACHE)", path, err, path.parent)
-
-
 def _build(trt, logger, job: _BuildJob) -> bytes:
     import tempfile
 
@@ -330,7 +289,7 @@ def _build(trt, logger, job: _BuildJob) -> bytes:
             # The parser owns weights the network refers to; the timing cache must outlive every builder that
             # used it (NvInfer.h, TensorRT 10.16 and 11.x): release parser, network and builder first.
             del parser, network, builder
-        _save_timing_cache(timing, timing_path)
+        save_timing_cache(timing, timing_path)
         return plan
 
 
@@ -356,7 +315,7 @@ def _configure_and_build(trt, builder, network, job: _BuildJob, timing_path: Pat
     config.add_optimization_profile(profile)
     calibrator = _set_precision(trt, builder, config, job, profile)
 
-    timing = _attach_timing_cache(config, timing_path)
+    timing = attach_timing_cache(config, timing_path)
     monitor = progress_monitor(trt)
     if monitor is not None:
         config.progress_monitor = monitor
