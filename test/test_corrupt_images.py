@@ -135,7 +135,7 @@ def test_compressed_bag_frame_truncated_is_refused():
 
 def test_training_refuses_a_truncated_image_before_it_starts(shared_data, tmp_path):
     pytest.importorskip("torch", reason="training needs PyTorch (the 'train' extra)")
-    from fcn_road_seg.training.datasets import check_sizes, class_index_samples
+    from fcn_road_seg.training.samples import check_sizes, class_index_samples
 
     camvid = tmp_path / "camvid"
     (camvid / "images").mkdir(parents=True)

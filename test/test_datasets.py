@@ -9,14 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from fcn_road_seg.training.datasets import (
+from fcn_road_seg.training.datasets import AugmentConfig, RoadEvalDataset, RoadTrainDataset
+from fcn_road_seg.training.samples import (
     IGNORE,
     NON_ROAD,
     ROAD,
-    AugmentConfig,
     LabelSpec,
-    RoadEvalDataset,
-    RoadTrainDataset,
     Sample,
     check_sizes,
     class_index_samples,
@@ -62,7 +60,7 @@ def test_kitti_unexpected_colours_are_ignored_and_warned_once(shared_data, tmp_p
     samples = kitti_road_samples(tmp_path)
     target, unexpected = read_target(samples[0].label, LabelSpec("kitti"))
     assert unexpected == 100 and (target[200:210, 600:610] == IGNORE).all()
-    with caplog.at_level(logging.WARNING, logger="fcn_road_seg.training.datasets"):
+    with caplog.at_level(logging.WARNING, logger="fcn_road_seg.training.samples"):
         assert count_unexpected_colours(samples) == 200
     warnings = [r.getMessage() for r in caplog.records if "not magenta, red or black" in r.getMessage()]
     assert len(warnings) == 1 and "200 pixels in 2 of 2" in warnings[0]

@@ -16,9 +16,8 @@ from fcn_road_seg.training.model import (
     LITE_NORMALIZATION,
     VARIANTS,
     FCNConfig,
-    load_imagenet,
-    lite_weight_file,
 )
+from fcn_road_seg.training.pretrained import load_imagenet, lite_weight_file
 
 # Stride-8/16/32 channels of each encoder's taps (EfficientNet-Lite: last block at 8 and 16, head conv at 32).
 TAPS = {"efficientnet-lite0": (40, 112, 1280), "efficientnet-lite1": (40, 112, 1280),

@@ -74,7 +74,8 @@ def test_efficientnet_lite_export_is_opset17_and_matches_pytorch_on_real_frames(
     """The ImageNet-initialised Lite0 FCN (random score layers, so the maps vary) exported at opset 17: plain
     ONNX ops only, and ONNX Runtime within 1e-4 of PyTorch on real KITTI and CamVid frames."""
     from fcn_road_seg.training.export import contract_for, export_onnx
-    from fcn_road_seg.training.model import FCN, FCNConfig, load_imagenet
+    from fcn_road_seg.training.model import FCN, FCNConfig
+    from fcn_road_seg.training.pretrained import load_imagenet
 
     torch.manual_seed(0)
     net = FCN(FCNConfig(encoder="efficientnet-lite0"))

@@ -9,8 +9,8 @@ from fcn_road_seg.training.model import (
     bilinear_kernel,
     count_flops,
     count_parameters,
-    load_imagenet_vgg16,
 )
+from fcn_road_seg.training.pretrained import load_imagenet_vgg16
 
 SMALL = dict(width_mult=0.125, fc_width=32)
 

@@ -10,7 +10,7 @@ import torch
 
 from fcn_road_seg import cli
 from fcn_road_seg.contract import read_onnx_contract
-from fcn_road_seg.training.datasets import IGNORE
+from fcn_road_seg.training.samples import IGNORE
 from fcn_road_seg.errors import ModelError
 from fcn_road_seg.training.export import load_checkpoint
 from fcn_road_seg.training.model import FCN, FCNConfig

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .datasets import IGNORE, ROAD, RoadEvalDataset
+from .datasets import RoadEvalDataset
+from .samples import IGNORE, ROAD
 from .model import FCN
 
 __all__ = ["Calibration", "road_logits", "maxf_logit", "fit_calibration", "calibrate"]

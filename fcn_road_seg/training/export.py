@@ -203,7 +203,8 @@ def export_checkpoint(
     calibration = None
     if calibrate_on is not None:
         from .calibrate import calibrate
-        from .datasets import RoadEvalDataset, folder_samples
+        from .datasets import RoadEvalDataset
+        from .samples import folder_samples
 
         samples, spec, desc = folder_samples(Path(calibrate_on[0]), calibrate_on[1])
         calibration = calibrate(net, RoadEvalDataset(samples, spec, tuple(size), norm),

@@ -26,14 +26,11 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from .datasets import (
+from .datasets import AugmentConfig, MixedTrainDataset, RoadEvalDataset, RoadTrainDataset
+from .samples import (
     IGNORE,
     ROAD,
-    AugmentConfig,
     LabelSpec,
-    MixedTrainDataset,
-    RoadEvalDataset,
-    RoadTrainDataset,
     Sample,
     check_sizes,
     count_unexpected_colours,
@@ -48,7 +45,8 @@ from ..evaluation.metrics import RoadMetrics, RoadScores
 from ..outputs import replacing, write_text
 from ..progress import Progress
 from .export import load_checkpoint
-from .model import FCN, FCNConfig, load_imagenet, normalization_for
+from .model import FCN, FCNConfig, normalization_for
+from .pretrained import load_imagenet
 from .args import add_train_args, data_arg
 from ..wording import plural
 
