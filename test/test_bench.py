@@ -66,3 +66,12 @@ def test_dense_fp16_peak_table_matches_device_names():
     assert dense_fp16_peak("NVIDIA A100-SXM4-40GB").tflops == 312.0
     assert dense_fp16_peak("Orin (nvgpu)").gpu.startswith("Jetson AGX Orin")
     assert dense_fp16_peak("NVIDIA GeForce GTX 1080") is None
+
+
+def test_peak_bench_reports_gemm_throughput_and_the_frame_floor():
+    from bench.peak import MODEL_GFLOP, gemm_gflops
+
+    for dtype in ("float32", "bfloat16"):
+        r = gemm_gflops(128, dtype, repeat=3)
+        assert r["best_gflops"] >= r["median_gflops"] > 0
+        assert r["frame_floor_ms"] == pytest.approx(MODEL_GFLOP / r["best_gflops"] * 1e3, rel=0.01)
