@@ -57,7 +57,7 @@ def _camera(calib_path: Path):
 
 def measure(resolution: float, width: float, ahead: float, iterations: int, warmup: int,
             calib_path: Path = CALIB, model: Path | None = None) -> dict:
-    """Timings (ms) of the node's grid, its lookup-table build and the evaluator's KITTI BEV."""
+    """Return the timings (ms) of the node's grid, its lookup-table build and the evaluator's KITTI BEV."""
     from fcn_road_seg.evaluation.bev import (GroundGrid, ground_lut, kitti_bev_lut, occupancy, warp_image,
                                              warp_labels, warp_probability)
     from fcn_road_seg.pipeline import RoadSegmenter

@@ -68,7 +68,7 @@ def _version(module: str) -> str | None:
 
 
 def machine_info() -> dict:
-    """What a reader needs to judge the numbers: CPU, cores, memory, load, versions, contention."""
+    """Collect what a reader needs to judge the numbers: CPU, cores, memory, load, versions, contention."""
     try:
         mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError):
@@ -106,9 +106,11 @@ def summarize(samples_ms: list[float]) -> dict[str, float]:
 
 def parse_bench_args(parser: argparse.ArgumentParser, argv: list[str] | None,
                      minimum: dict[str, float] | None = None) -> argparse.Namespace:
-    """Add ``--json``, parse, turn on INFO logging, make OpenMP wait passively and refuse each option of
-    ``minimum`` (dest name -> lowest value) that was given below it: the common start of every benchmark's
-    ``main``."""
+    """Add ``--json``, parse, turn on INFO logging, make OpenMP wait passively and refuse options below ``minimum``.
+
+    ``minimum`` maps dest name -> lowest value; each option given below it is refused. This is the common start of
+    every benchmark's ``main``.
+    """
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON report here")
     args = parser.parse_args(argv)
     # PyTorch's OpenMP workers spin after each call by default: on a busy 2-core machine they take the CPU from
@@ -140,7 +142,7 @@ def emit(report: dict, table: list[list[str]], json_path: Path | None = None) ->
 
 
 def full_fcn8s_onnx(height: int, width: int, seed: int = 0) -> Path:
-    """The full FCN-8s (VGG16, fc 4096) with seeded random weights, exported once and cached."""
+    """Return the full FCN-8s (VGG16, fc 4096) with seeded random weights, exported once and cached."""
     from fcn_road_seg.training.export import contract_for, export_onnx
 
     path = CACHE_DIR / f"fcn8s_full_{height}x{width}_seed{seed}.onnx"
@@ -170,7 +172,7 @@ class _Layer:
 
 
 def _forward_order(net) -> list[_Layer]:
-    """The FCN's conv / transposed-conv layers in the order forward() runs them (the exporter's order)."""
+    """List the FCN's conv / transposed-conv layers in the order forward() runs them (the exporter's order)."""
     from torch import nn
 
     order = [_Layer(f"features.{i}", False) for i, m in enumerate(net.features) if isinstance(m, nn.Conv2d)]
@@ -185,8 +187,9 @@ def _forward_order(net) -> list[_Layer]:
 
 
 def torch_net_from_onnx(path: Path):
-    """Rebuild the PyTorch FCN with exactly the weights inside an exported ONNX file, wrapped like the export
-    (uint8 NHWC in, normalisation, calibrated probability out).
+    """Rebuild the PyTorch FCN with exactly the weights inside an exported ONNX file, wrapped like the export.
+
+    The wrapper takes uint8 NHWC in, normalises, and puts the calibrated probability out.
 
     EfficientNet-Lite encoders: ``training.onnx_weights.model_from_onnx`` (each folded BatchNorm as the identity
     over the conv's folded bias). VGG16: the exporter folds BatchNorm into the convs and leaves some tensors
@@ -209,7 +212,7 @@ def torch_net_from_onnx(path: Path):
 
 
 def _vgg_net_from_onnx(path: Path, contract):
-    """The VGG16 FCN (no BatchNorm) with the graph's conv weights, matched in forward order."""
+    """Build the VGG16 FCN (no BatchNorm) with the graph's conv weights, matched in forward order."""
     import onnx
     import torch
     from onnx import numpy_helper

@@ -58,7 +58,7 @@ DENSE_FP16_PEAKS = (
 
 
 def dense_fp16_peak(device_name: str) -> Peak | None:
-    """The table entry for a CUDA device name, or None when the GPU is not in the table."""
+    """Return the table entry for a CUDA device name, or None when the GPU is not in the table."""
     for peak in DENSE_FP16_PEAKS:
         if peak.match.lower() in device_name.lower():
             return peak

@@ -188,7 +188,7 @@ class _Client:
         return self.pub.get_subscription_count() > 0 and self.node.count_publishers(MASK_TOPIC) > 0
 
     def node_counts(self) -> dict[str, int]:
-        """The node's frame counters from its latest /diagnostics message."""
+        """Return the node's frame counters from its latest /diagnostics message."""
         with self.lock:
             return {k: int(self.diagnostics.get(k, 0)) for k in ("received", "processed", "dropped", "bad_frames")}
 
@@ -206,7 +206,7 @@ class _Client:
 
 
 def _start_node(settings: Settings, env: dict[str, str], log_file) -> subprocess.Popen:
-    """The node as its own process; its log goes to ``log_file`` (a pipe nobody reads could stall it)."""
+    """Start the node as its own process; its log goes to ``log_file`` (a pipe nobody reads could stall it)."""
     cmd = [sys.executable, "-m", "fcn_road_seg.ros.node", "--ros-args", "-p", f"model:={settings.model}",
            "-p", f"backend:={settings.backend}", "-r", f"image:={INPUT_TOPIC}",
            "-p", "publish_overlay:=false", "-p", "publish_probability:=false", "-p", f"input_qos:={settings.input_qos}",
@@ -216,8 +216,10 @@ def _start_node(settings: Settings, env: dict[str, str], log_file) -> subprocess
 
 
 def _paced(client: _Client, hz: float, duration_s: float) -> list[float]:
-    """Publish at ``hz`` for ``duration_s`` (a late send is followed at once by the next: a camera's clock);
-    returns the send times (s)."""
+    """Publish at ``hz`` for ``duration_s`` (a late send is followed at once by the next: a camera's clock).
+
+    Returns the send times (s).
+    """
     period, sent = 1.0 / hz, []
     start = time.perf_counter()
     while (now := time.perf_counter()) - start < duration_s:

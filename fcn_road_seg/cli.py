@@ -1,5 +1,7 @@
-"""One entry point: ``fcn-road-seg <command> ...``: the argument parser and ``main``; the commands themselves
-live in ``commands``. Heavy imports (torch, runtimes) happen per command."""
+"""One entry point, ``fcn-road-seg <command> ...``: the argument parser and ``main``.
+
+The commands themselves live in ``commands``. Heavy imports (torch, runtimes) happen per command.
+"""
 from __future__ import annotations
 
 import argparse
@@ -224,8 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def _logging(verbose: bool):
-    """For one command: the package's logger prints to stderr (INFO, DEBUG with --verbose) without touching
-    the root logger; with --verbose the root logger shows every library's messages too."""
+    """Make the package's logger print to stderr for one command (INFO, DEBUG with --verbose).
+
+    This does not touch the root logger; with --verbose the root logger shows every library's messages too.
+    """
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     level, propagate = log.level, log.propagate

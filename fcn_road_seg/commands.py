@@ -1,5 +1,8 @@
-"""The commands behind ``fcn-road-seg <command>`` (parsed by ``cli``): each takes the parsed arguments and
-returns the exit status. Heavy imports (torch, runtimes) happen inside each command."""
+"""The commands behind ``fcn-road-seg <command>`` (parsed by ``cli``).
+
+Each takes the parsed arguments and returns the exit status. Heavy imports (torch, runtimes) happen inside each
+command.
+"""
 from __future__ import annotations
 
 import argparse
@@ -52,7 +55,7 @@ def _output_stems(paths: list[Path]) -> dict[Path, str]:
 
 
 def _refine_config(args: argparse.Namespace):
-    """The CrfConfig of --refine crf and its --crf-* flags, or None."""
+    """Return the CrfConfig of --refine crf and its --crf-* flags, or None."""
     from .refine import CrfConfig
 
     given = {k[4:]: v for k, v in vars(args).items() if k.startswith("crf_") and v is not None}
@@ -70,7 +73,10 @@ def _arch_config(args: argparse.Namespace):
 
 
 def _open_segmenter(args: argparse.Namespace):
-    """The RoadSegmenter of --model/--backend/--threshold/--refine/--tta; a fallback to ONNX Runtime: one INFO line."""
+    """Open the RoadSegmenter of --model/--backend/--threshold/--refine/--tta.
+
+    A fallback to ONNX Runtime: one INFO line.
+    """
     from .backends import CPU_RUNTIMES, fallback_reason
     from .pipeline import RoadSegmenter
 

@@ -120,7 +120,7 @@ _EXPECTED = {"onnx": "an ONNX model", "plan": "a TensorRT plan", "checkpoint": "
 
 
 def _file_kind(path: Path) -> str | None:
-    """What a file's first bytes show it to be (empty, text, PyTorch checkpoint, ONNX), or None (unknown)."""
+    """Tell what a file's first bytes show it to be (empty, text, PyTorch checkpoint, ONNX), or None (unknown)."""
     with path.open("rb") as f:
         head = f.read(512)
     if not head:
@@ -137,9 +137,11 @@ def _file_kind(path: Path) -> str | None:
 
 
 def check_model_file(path: str | Path, expected: str, fix: str) -> Path:
-    """``path`` as a Path when it is an existing file that may be ``expected`` (onnx, plan or checkpoint);
-    else a ModelError saying what the path is (missing, a folder, empty, text, another kind of model file),
-    what was expected, and ``fix``. The parsers never see such a file."""
+    """Return ``path`` as a Path when it is an existing file that may be ``expected`` (onnx, plan or checkpoint).
+
+    Else raise a ModelError saying what the path is (missing, a folder, empty, text, another kind of model file),
+    what was expected, and ``fix``. The parsers never see such a file.
+    """
     path = Path(path).expanduser()
     want = _EXPECTED[expected]
     if not path.exists():

@@ -48,7 +48,7 @@ _TYPESTORE = None
 
 
 def typestore():
-    """The ROS 2 Jazzy message type store (created once)."""
+    """Return the ROS 2 Jazzy message type store (created once)."""
     global _TYPESTORE
     if _TYPESTORE is None:
         from rosbags.typesys import Stores, get_typestore
@@ -58,7 +58,7 @@ def typestore():
 
 
 def header(stamp_ns: int, frame_id: str):
-    """A rosbags std_msgs/msg/Header."""
+    """Build a rosbags std_msgs/msg/Header."""
     types = typestore().types
     stamp = types["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
     return types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
@@ -97,7 +97,7 @@ def _is_compressed(msg) -> bool:
 
 
 def describe(msg) -> str:
-    """Encoding and size of a message, as used in error messages and logs."""
+    """Describe a message's encoding and size, as used in error messages and logs."""
     if _is_compressed(msg):
         return f"CompressedImage '{msg.format}' ({len(msg.data)} bytes)"
     return f"Image '{msg.encoding}' {msg.width}x{msg.height}"

@@ -1,5 +1,6 @@
-"""Reading image files and compressed frames the same way everywhere (CLI, datasets, evaluator, folder
-publisher, the node's CompressedImage input).
+"""Reading image files and compressed frames the same way everywhere.
+
+The same code serves the CLI, datasets, evaluator, folder publisher and the node's CompressedImage input.
 
 Compressed bytes are checked before they are decoded, because OpenCV's decoders repair what they can:
 a truncated JPEG decodes with its missing part filled grey (libjpeg only prints "Premature end of JPEG
@@ -32,8 +33,11 @@ _SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers (DHT, JPG an
 
 
 def _verify_jpeg(data: bytes) -> None:
-    """SOI, then marker segments with lengths that fit, a frame header before the first scan, entropy-coded
-    data with valid stuffing (0xFF followed by 0x00 or RSTn), and EOI. Raises ValueError with the defect."""
+    """Check a JPEG's structure; raise ValueError with the defect.
+
+    It must be SOI, then marker segments with lengths that fit, a frame header before the first scan, entropy-coded
+    data with valid stuffing (0xFF followed by 0x00 or RSTn), and EOI.
+    """
     buf = np.frombuffer(data, np.uint8)
     pos, size, seen_frame = 2, len(data), False
     while True:
@@ -133,7 +137,7 @@ def _decode(data: bytes, name: str) -> np.ndarray:
 
 
 def decode_bgr(data: bytes, name: str, *, warn: bool = True) -> np.ndarray:
-    """Verified JPEG/PNG/BMP bytes -> HxWx3 BGR uint8.
+    """Decode verified JPEG/PNG/BMP bytes -> HxWx3 BGR uint8.
 
     Grey images are replicated to three channels and 4-channel images lose their alpha (each with a
     warning when ``warn``: the model was trained on colour); 16-bit, truncated or corrupt data raise

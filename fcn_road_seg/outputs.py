@@ -1,6 +1,9 @@
-"""Every file the package writes goes through here: written whole or not at all (a temporary file in the
-same folder, then ``os.replace``) and checked, so a failure is one ``OutputError`` naming the path, the
-operating system's reason and the fix. A core leaf: imports only ``errors``."""
+"""Every file the package writes goes through here: written whole or not at all, and checked.
+
+A file is written to a temporary file in the same folder, then moved into place with ``os.replace``; the checks
+make a failure one ``OutputError`` naming the path, the operating system's reason and the fix. A core leaf:
+imports only ``errors``.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -42,8 +45,10 @@ def output_error(path: str | Path, err: BaseException) -> OutputError:
 
 @contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` for a writer that wants a file name (``torch.save``,
-    ``onnx.save``); it becomes ``path`` only when the block completes, and is removed otherwise."""
+    """Yield a temporary path beside ``path`` for a writer that wants a file name (``torch.save``, ``onnx.save``).
+
+    It becomes ``path`` only when the block completes, and is removed otherwise.
+    """
     path = Path(path)
     try:
         try:
@@ -105,9 +110,11 @@ def _existing_ancestor(path: Path) -> Path:
 
 
 def check_writable(folder: str | Path, flag: str = "--out") -> None:
-    """Before long work: ``folder`` (created later if missing) can take files. A folder that is a file, or
-    lies under one, is a bad argument (``FcnRoadSegError``); a folder that refuses a probe file is an
-    ``OutputError``. Creates nothing that stays."""
+    """Check before long work that ``folder`` (created later if missing) can take files.
+
+    A folder that is a file, or lies under one, is a bad argument (``FcnRoadSegError``); a folder that refuses a
+    probe file is an ``OutputError``. Creates nothing that stays.
+    """
     folder = Path(folder)
     existing = _existing_ancestor(folder.absolute())
     if not existing.is_dir():
@@ -122,8 +129,10 @@ def check_writable(folder: str | Path, flag: str = "--out") -> None:
 
 
 def check_room(path: str | Path, need_bytes: int, what: str) -> None:
-    """``OutputError`` when ``what`` (one file of about ``need_bytes`` at ``path``) cannot fit: less free disk
-    space than that, or a smaller file-size limit (``ulimit -f``)."""
+    """Raise ``OutputError`` when ``what`` (one file of about ``need_bytes`` at ``path``) cannot fit.
+
+    It cannot fit with less free disk space than that, or a smaller file-size limit (``ulimit -f``).
+    """
     where = _existing_ancestor(Path(path).absolute())
     free = shutil.disk_usage(where).free
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]

@@ -1,5 +1,7 @@
-"""Progress of a command's long loop: a tqdm bar (on terminals) that also remembers how far the loop got,
-so an interrupted command says "interrupted after 3 of 10 frames". A core leaf: imports only ``wording``."""
+"""Progress of a command's long loop: a tqdm bar (on terminals) that also remembers how far the loop got.
+
+An interrupted command can then say "interrupted after 3 of 10 frames". A core leaf: imports only ``wording``.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -44,7 +46,7 @@ class Progress:
 
 
 def track(iterable: Iterable[T], total: int | None, desc: str, unit: str = "frame") -> Iterator[T]:
-    """``iterable``'s items, counted as finished when the loop asks for the next one."""
+    """Yield ``iterable``'s items, counted as finished when the loop asks for the next one."""
     with Progress(total, desc, unit) as progress:
         for item in iterable:
             yield item

@@ -56,7 +56,7 @@ class DenseCrfRefiner:
     """Refine a road probability map with a dense CRF over the frame it came from."""
 
     def __init__(self, config: CrfConfig | None = None) -> None:
-        """Raises MissingExtraError naming the extra when pydensecrf2 is not installed."""
+        """Raise MissingExtraError naming the extra when pydensecrf2 is not installed."""
         try:
             from pydensecrf import densecrf
         except ImportError as err:
@@ -68,8 +68,11 @@ class DenseCrfRefiner:
         self.config = config or CrfConfig()
 
     def __call__(self, frame: np.ndarray, probability: np.ndarray) -> np.ndarray:
-        """``frame`` HxWx3 uint8 (channel order does not matter: the colour kernel is isotropic) and
-        ``probability`` HxW float in [0, 1] -> the refined road probability, HxW float32 in [0, 1]."""
+        """Refine ``probability`` (HxW float in [0, 1]) over ``frame``; return the refined road probability.
+
+        ``frame`` is HxWx3 uint8 (channel order does not matter: the colour kernel is isotropic); the result is
+        HxW float32 in [0, 1].
+        """
         h, w = probability.shape
         if frame.shape[:2] != (h, w):
             raise ValueError(f"frame {frame.shape[1::-1]} and probability {(w, h)} must have the same size")

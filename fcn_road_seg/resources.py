@@ -38,15 +38,17 @@ def _candidates() -> list[Path]:
 
 
 def _ament_prefixes() -> list[Path]:
-    """``<prefix>/share/fcn_road_seg`` of each AMENT_PREFIX_PATH entry that registers the package in its ament
-    index (what ament_index_python's get_package_share_directory looks for)."""
+    """List ``<prefix>/share/fcn_road_seg`` of each AMENT_PREFIX_PATH entry that registers the package.
+
+    An entry registers it in its ament index (what ament_index_python's get_package_share_directory looks for).
+    """
     prefixes = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     marker = Path("share") / "ament_index" / "resource_index" / "packages" / PACKAGE
     return [prefix / "share" / PACKAGE for prefix in prefixes if (prefix / marker).is_file()]
 
 
 def share_dir(subdir: str) -> Path:
-    """The first existing ``<share>/<subdir>`` folder; raises FileNotFoundError listing where it looked."""
+    """Return the first existing ``<share>/<subdir>`` folder; raises FileNotFoundError listing where it looked."""
     tried = [c / subdir for c in _candidates()]
     for path in tried:
         if path.is_dir():
@@ -55,7 +57,7 @@ def share_dir(subdir: str) -> Path:
 
 
 def default_model_path() -> Path:
-    """The shipped road model (trained on KITTI road + KITTI semantics; see docs/model_card.md)."""
+    """Return the shipped road model (trained on KITTI road + KITTI semantics; see docs/model_card.md)."""
     try:
         path = share_dir("models") / DEFAULT_MODEL_NAME
     except FileNotFoundError as err:

@@ -23,7 +23,7 @@ DATA_SETS = ("kitti_road", "kitti_road_train", "kitti_semantics", "camvid")  # t
 
 
 def missing(what: str) -> NoReturn:
-    """The one policy for absent test data or models: fail under FCN_ROAD_SEG_REQUIRE_DATA=1, else skip."""
+    """Apply the one policy for absent test data or models: fail under FCN_ROAD_SEG_REQUIRE_DATA=1, else skip."""
     if REQUIRE_DATA:
         pytest.fail(f"{what} (FCN_ROAD_SEG_REQUIRE_DATA=1: this run must have it)", pytrace=False)
     pytest.skip(what)
@@ -40,7 +40,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def shipped_model() -> Path:
-    """The shipped model (models/ in this tree, or an install's); FCN_ROAD_SEG_SHIPPED_MODEL overrides it."""
+    """Return the shipped model (models/ in this tree, or an install's); FCN_ROAD_SEG_SHIPPED_MODEL overrides it."""
     from fcn_road_seg.errors import ModelError
     from fcn_road_seg.resources import default_model_path
 
@@ -66,7 +66,7 @@ def camvid_images(shared_data) -> list[Path]:
 
 
 def make_random_net(variant: str = "fcn8s", seed: int = 0):
-    """A compact FCN whose score layers are random too, so its probabilities vary over the frame."""
+    """Build a compact FCN whose score layers are random too, so its probabilities vary over the frame."""
     import torch
 
     from fcn_road_seg.training.model import FCN, FCNConfig
@@ -99,7 +99,7 @@ def tiny_onnx(tmp_path_factory, tiny_net) -> Path:
 
 @pytest.fixture(scope="module")
 def segmenter(tiny_onnx):
-    """The random tiny model through the real pipeline and ONNX Runtime."""
+    """Yield a RoadSegmenter: the random tiny model through the real pipeline and ONNX Runtime."""
     from fcn_road_seg.pipeline import RoadSegmenter
 
     with RoadSegmenter(tiny_onnx, backend="onnxruntime") as seg:
@@ -108,7 +108,7 @@ def segmenter(tiny_onnx):
 
 @pytest.fixture(scope="module")
 def harness():
-    """A real rclpy context, executor and probe node for the node tests (ros_harness.py)."""
+    """Provide a real rclpy context, executor and probe node for the node tests (ros_harness.py)."""
     from ros_harness import RosHarness
 
     h = RosHarness()

@@ -1,6 +1,8 @@
-"""The package's import graph read from its source with ``ast``: every import statement, at module level
-or inside a function, resolved to the package modules it runs (a submodule import runs its parent
-packages' ``__init__`` too)."""
+"""The package's import graph, read from its source with ``ast``.
+
+Every import statement, at module level or inside a function, is resolved to the package modules it runs (a
+submodule import runs its parent packages' ``__init__`` too).
+"""
 from __future__ import annotations
 
 import ast
@@ -57,7 +59,7 @@ def imports_of(name: str, modules: dict[str, Path]) -> tuple[set[str], set[str]]
 
 
 def import_graph(root: Path, package: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    """(module -> package modules it imports, module -> outside top-level packages it imports)."""
+    """Return (module -> package modules it imports, module -> outside top-level packages it imports)."""
     modules = module_names(root, package)
     inside, outside = {}, {}
     for name in modules:

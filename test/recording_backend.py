@@ -1,6 +1,9 @@
-"""A Backend (the interface in ``fcn_road_seg.backends``) written for tests: it keeps a copy of every batch the
-pipeline hands it and answers a chosen probability (a constant, or an (H, W) map at the network's size), so a test
-can pin the exact network input and put the probability exactly where it wants (e.g. on the threshold)."""
+"""A Backend (the interface in ``fcn_road_seg.backends``) written for tests.
+
+It keeps a copy of every batch the pipeline hands it and answers a chosen probability (a constant, or an (H, W)
+map at the network's size), so a test can pin the exact network input and put the probability exactly where it
+wants (e.g. on the threshold).
+"""
 from __future__ import annotations
 
 import cv2
@@ -29,8 +32,11 @@ class RecordingBackend:
 
 
 def expected_batch(bgr: np.ndarray, contract: ModelContract) -> np.ndarray:
-    """The (1, H, W, 3) batch the contract promises for a BGR frame, computed independently of ``preprocess``: the
-    frame resized with the pipeline's declared interpolation, then turned into the contract's channel order."""
+    """Return the (1, H, W, 3) batch the contract promises for a BGR frame.
+
+    It is computed independently of ``preprocess``: the frame resized with the pipeline's declared interpolation,
+    then turned into the contract's channel order.
+    """
     net_hw = (contract.input_height, contract.input_width)
     resized = cv2.resize(bgr, net_hw[::-1], interpolation=resize_interpolation(bgr.shape[:2], net_hw))
     return (cv2.cvtColor(resized, cv2.COLOR_BGR2RGB) if contract.channel_order == "RGB" else resized)[None]

@@ -141,7 +141,7 @@ def install(env_root: Path) -> None:
 
 
 def find() -> tuple[Ros2Cli | None, str]:
-    """The ros2 command line for the tests, or None and why there is none."""
+    """Return the ros2 command line for the tests, or None and why there is none."""
     if _system_finds_package():
         return Ros2Cli(dict(os.environ)), ""
     root = env_dir()

@@ -41,7 +41,7 @@ def encode(bgr: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def image_msg(bgr: np.ndarray, encoding: str, header: Header | None = None, padding: int = 0) -> Image:
-    """A sensor_msgs/Image in ``encoding``; ``padding`` extra bytes at the end of each row."""
+    """Build a sensor_msgs/Image in ``encoding``; ``padding`` extra bytes at the end of each row."""
     pixels = encode(bgr, encoding)
     h, w = bgr.shape[:2]
     rows = pixels.reshape(h, -1)
@@ -56,7 +56,7 @@ def image_msg(bgr: np.ndarray, encoding: str, header: Header | None = None, padd
 
 
 def compressed_msg(bgr: np.ndarray, fmt: str, header: Header | None = None) -> CompressedImage:
-    """A sensor_msgs/CompressedImage, ``fmt`` 'jpeg' or 'png'."""
+    """Build a sensor_msgs/CompressedImage, ``fmt`` 'jpeg' or 'png'."""
     ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", bgr)
     assert ok
     msg = CompressedImage(header=header or Header(), format=fmt)

@@ -1,5 +1,8 @@
-"""Real rclpy in the test process: an executor thread and a probe node that publishes frames and
-collects the node's outputs and /diagnostics (no fakes; DDS on localhost in the test's domain)."""
+"""Real rclpy in the test process: an executor thread and a probe node.
+
+The probe node publishes frames and collects the node's outputs and /diagnostics (no fakes; DDS on localhost in
+the test's domain).
+"""
 from __future__ import annotations
 
 import threading
@@ -71,7 +74,7 @@ class Probe(Node):
             self._cond.notify_all()
 
     def header(self, frame_id: str = "kitti_camera_left") -> Header:
-        """A header with a stamp no other frame in this test run has."""
+        """Return a header with a stamp no other frame in this test run has."""
         self._count += 1
         header = Header(frame_id=frame_id)
         header.stamp.sec, header.stamp.nanosec = 1_700_000_000 + self._count, 123_456_789 - self._count
@@ -85,7 +88,7 @@ class Probe(Node):
             return self.images[topic][key]
 
     def latest_status(self, name_part: str, predicate=lambda s: True, timeout: float = 5.0) -> DiagnosticStatus:
-        """The newest diagnostics status whose name contains ``name_part`` and satisfies ``predicate``."""
+        """Return the newest diagnostics status whose name contains ``name_part`` and satisfies ``predicate``."""
         def find():
             for status in reversed(self.diagnostics):
                 if name_part in status.name and predicate(status):
@@ -146,8 +149,11 @@ class RosHarness:
 
 
 class RosoutRecorder:
-    """The /rosout records of the graph, kept per logger name. Transient local, as rcl publishes /rosout, so the
-    lines a node logs while it starts, before discovery, arrive too."""
+    """The /rosout records of the graph, kept per logger name.
+
+    Transient local, as rcl publishes /rosout, so the lines a node logs while it starts, before discovery, arrive
+    too.
+    """
 
     def __init__(self, node: Node) -> None:
         from rcl_interfaces.msg import Log

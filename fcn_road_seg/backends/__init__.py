@@ -120,8 +120,11 @@ def open_backend(model: str | Path, backend: str = "auto", *, cpu_precision: str
 
 
 def fallback_reason(backend: Backend) -> str | None:
-    """Why backend 'auto' fell back to a CPU runtime, in one short clause (the install hint and the precision
-    note left out), or None when it did not; the CLI logs it at INFO, the node as one WARN at start."""
+    """Why backend 'auto' fell back to a CPU runtime, in one short clause, or None when it did not.
+
+    The clause leaves out the install hint and the precision note; the CLI logs it at INFO, the node as one WARN
+    at start.
+    """
     if not backend.selection.startswith(FALLBACK):
         return None
     reason = backend.selection[len(FALLBACK):].split(": ", 1)[1]  # after "<runtime>: "
@@ -142,7 +145,7 @@ def int8_copy(path: Path) -> Path | None:
 
 
 def _cpu_model(path: Path, cpu_precision: str, auto: bool) -> tuple[Path, str]:
-    """The file a CPU runtime runs for ``cpu_precision`` (see open_backend) and its float precision hint."""
+    """Return the file a CPU runtime runs for ``cpu_precision`` (see open_backend) and its float precision hint."""
     if cpu_precision in ("f32", "bf16") or (cpu_precision == "auto" and not auto):
         return path, cpu_precision if cpu_precision != "auto" else "f32"
     if read_onnx_contract(path).precision == "int8":

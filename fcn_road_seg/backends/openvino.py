@@ -29,8 +29,10 @@ class OpenVinoBackend:
     selection = "opened directly (not through open_backend)"
 
     def __init__(self, path: str | Path, *, precision: str = "f32", threads: int = 0) -> None:
-        """``precision``: the inference precision hint for float layers, ``f32`` or ``bf16``;
-        ``threads``: 0 = OpenVINO's choice (one per physical core)."""
+        """``precision``: the inference precision hint for float layers, ``f32`` or ``bf16``.
+
+        ``threads``: 0 = OpenVINO's choice (one per physical core).
+        """
         if precision not in PRECISION_HINTS:
             raise ValueError(f"OpenVINO precision must be one of {', '.join(PRECISION_HINTS)}, got {precision!r}")
         try:

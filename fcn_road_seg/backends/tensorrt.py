@@ -104,7 +104,7 @@ class TensorRTBackend:
             self._context.set_tensor_address(spec.name, self._io.address(spec.name))
 
     def _use_dla_core(self, core: int) -> None:
-        """A DLA plan runs on the core the runtime names (set before deserialising), which must exist here."""
+        """Set the core a DLA plan runs on: the runtime names it (set before deserialising); it must exist here."""
         cores = self._runtime.num_DLA_cores
         if not 0 <= core < cores:
             fix = (f"rebuild it on this device with --dla 0..{cores - 1}, or without --dla" if cores else

@@ -35,7 +35,7 @@ JETSON_INSTALL = ("TensorRT comes with JetPack: sudo apt install python3-libnvin
 
 
 def jetson_model() -> str | None:
-    """The Jetson board's name (device tree), "Jetson (L4T)" where only the L4T release file says so, or None."""
+    """Return the Jetson board's name (device tree), "Jetson (L4T)" where only the L4T release file says so, or None."""
     try:
         model = Path("/proc/device-tree/model").read_bytes().rstrip(b"\0").decode(errors="replace").strip()
     except OSError:
@@ -123,7 +123,7 @@ def _nvidia_smi(facts: dict) -> None:
 
 
 def _pycuda_versions(cuda, facts: dict) -> None:
-    """The newest CUDA the driver runs (``cuDriverGetVersion``) and the CUDA pycuda was built with."""
+    """Return the newest CUDA the driver runs (``cuDriverGetVersion``) and the CUDA pycuda was built with."""
     try:
         facts["cuda_driver_version"] = _cuda_version(cuda.get_driver_version())
         facts["pycuda_cuda_version"] = ".".join(map(str, cuda.get_version()))
@@ -212,7 +212,7 @@ def writable_error(folder: Path) -> str | None:
 
 
 def cache_facts() -> dict:
-    """The engine cache folder (``trt.plan.cache_dir``), what sets it, and whether engines can be written there."""
+    """List the engine cache folder (``trt.plan.cache_dir``), what sets it, and whether engines can be written there."""
     folder = cache_dir()
     facts = {"folder": str(folder), "set_by": cache_dir_source(), "exists": folder.is_dir(), "writable": False,
              "reason": None}

@@ -110,7 +110,7 @@ def _onnxruntime(model: Path, frames: list[Frame], options: DoctorOptions, repor
 
 
 def _fp16_proxy(model: Path, frames: list[Frame], ref: Measurement, report: dict) -> str | None:
-    """The FP16 ONNX copy on ONNX Runtime CPU against FP32: ``check-trt``'s proxy for an FP16 engine."""
+    """Run the FP16 ONNX copy on ONNX Runtime CPU against FP32: ``check-trt``'s proxy for an FP16 engine."""
     from ..errors import BackendUnavailableError
     from ..pipeline import RoadSegmenter
     from ..trt.fp16 import convert_to_fp16
@@ -164,7 +164,7 @@ def _tensorrt(model: Path, frames: list[Frame], ref: Measurement, options: Docto
 
 def _gpu_checks(model: Path, frames: list[Frame], ref: Measurement, options: DoctorOptions, report: dict
                 ) -> list[str]:
-    """The TensorRT comparison where TensorRT runs; elsewhere the FP16 proxy and, plainly, why not."""
+    """Run the TensorRT comparison where TensorRT runs; elsewhere the FP16 proxy and, plainly, why not."""
     t, g = report["tensorrt"], report["gpu"]
     if t["available"]:
         report["fp16_proxy"] = {"skipped": "TensorRT ran: its FP16 engine is compared instead"}

@@ -92,8 +92,11 @@ def road_transform_message(road_from_camera: np.ndarray, stamp_ns_: int, road_fr
 
 
 def read_bev_geometry(reader, camera_info_topic: str) -> dict[int, np.ndarray]:
-    """{stamp_ns: 3x4 KITTI road -> image projection} from a bag's camera_info (P) and /tf camera poses with
-    the same stamps (as ``write_dataset_bag`` writes them); BagError when the bag has neither topic."""
+    """Return {stamp_ns: 3x4 KITTI road -> image projection} from a bag's camera_info and /tf.
+
+    It uses camera_info's P and the /tf camera poses with the same stamps (as ``write_dataset_bag`` writes them);
+    BagError when the bag has neither topic.
+    """
     info_conn = find_connection(reader, camera_info_topic)
     tf_conn = find_connection(reader, TF_TOPIC)
     ts = typestore()
@@ -156,7 +159,8 @@ class BagOut:
 
     The bag is written inside ``PATH.partial/`` and moved to ``PATH`` only when it closed without error: an
     interrupted or failed run leaves no bag that looks complete (its ``.partial`` folder is removed). A
-    write the disk refuses (full, file-size limit) is an ``OutputError`` naming the bag."""
+    write the disk refuses (full, file-size limit) is an ``OutputError`` naming the bag.
+    """
 
     def __init__(self, path: str | Path, storage: str = "sqlite3") -> None:
         from rosbags.rosbag2 import Writer
@@ -253,8 +257,11 @@ def write_dataset_bag(source: FolderSource, out: str | Path, config: BagWriteCon
 
 
 def check_finished_bag(path: str | Path) -> None:
-    """BagError for a bag an interrupted or failed writer left: a ``.partial`` folder, or a bag folder with
-    storage files and no metadata.yaml (rosbag2 writers write it last)."""
+    """Raise BagError for a bag an interrupted or failed writer left.
+
+    Such a bag is a ``.partial`` folder, or a bag folder with storage files and no metadata.yaml (rosbag2 writers
+    write it last).
+    """
     path = Path(path)
     unfinished = next((p for p in (path, *path.parents) if p.name.endswith(PARTIAL_SUFFIX)), None)
     if unfinished is not None:
@@ -298,7 +305,7 @@ def bag_frame_names(path: str | Path) -> dict[int, str]:
 
 
 def find_connection(reader, topic: str):
-    """The connection of ``topic``; BagError listing the bag's topics when absent."""
+    """Return the connection of ``topic``; BagError listing the bag's topics when absent."""
     for conn in reader.connections:
         if conn.topic == topic:
             return conn

@@ -116,8 +116,11 @@ class GroundGrid:
 
 @dataclass(frozen=True)
 class CameraPose:
-    """Camera in a REP-103 ground frame: position (m; ``height`` above the ground) and roll/pitch/yaw (rad)
-    of its body (x forward, y left, z up; pitch > 0 looks down); its optical frame follows REP-103 optical."""
+    """Pose of a camera in a REP-103 ground frame: position and roll/pitch/yaw of its body.
+
+    Position in m (``height`` above the ground), roll/pitch/yaw in rad; the body is x forward, y left, z up (pitch > 0
+    looks down); its optical frame follows REP-103 optical.
+    """
 
     x: float = 0.0
     y: float = 0.0
@@ -139,7 +142,7 @@ class CameraPose:
 
     @classmethod
     def from_matrix(cls, ground_from_optical: np.ndarray) -> CameraPose:
-        """The pose whose ``matrix()`` is this rigid transform (ground frame <- optical frame)."""
+        """Return the pose whose ``matrix()`` is this rigid transform (ground frame <- optical frame)."""
         r = ground_from_optical[:3, :3] @ _LINK_FROM_OPTICAL.T
         t = ground_from_optical[:3, 3]
         return cls(float(t[0]), float(t[1]), float(t[2]), roll=math.atan2(r[2, 1], r[2, 2]),
@@ -167,7 +170,8 @@ def lut_from_homography(h: np.ndarray, a: np.ndarray, b: np.ndarray, image_size:
                         devkit: bool = False) -> BevLut:
     """Lookup table of cells at ground coordinates (a, b) seen through ``h`` ((a, b, 1) -> image (u, v, w)).
 
-    ``devkit``: KITTI devkit indexing (1-based coordinates, floor); else ROS/OpenCV (0-based, nearest)."""
+    ``devkit``: KITTI devkit indexing (1-based coordinates, floor); else ROS/OpenCV (0-based, nearest).
+    """
     height, width = image_size
     uvw = np.asarray(h, np.float64) @ np.stack([a.ravel(), b.ravel(), np.ones(a.size)]).astype(np.float64)
     front = uvw[2] > 1e-9
@@ -225,30 +229,39 @@ def kitti_road_projection(calib: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def kitti_bev_lut(road_projection: np.ndarray, image_size: tuple[int, int], grid: KittiBevGrid = KITTI_BEV) -> BevLut:
-    """The devkit's lookup table for one frame (``road_projection`` from ``kitti_road_projection``)."""
+    """Return the devkit's lookup table for one frame (``road_projection`` from ``kitti_road_projection``)."""
     x, z = grid.centres()
     return lut_from_homography(road_projection[:, [0, 2, 3]], x, z, image_size, devkit=True)
 
 
 def kitti_camera_pose(calib: dict[str, np.ndarray]) -> np.ndarray:
-    """4x4 REP-103 road frame (x forward, y left, z up, on the road) <- the rectified camera frame that P2
-    projects from: ``inv(ROAD_FROM_REP103) @ Tr_cam_to_road @ R0_rect^T`` (rigid up to R0_rect's rounding)."""
+    """Return the 4x4 REP-103 road frame <- the rectified camera frame that P2 projects from.
+
+    The road frame is x forward, y left, z up, on the road. The transform is
+    ``inv(ROAD_FROM_REP103) @ Tr_cam_to_road @ R0_rect^T`` (rigid up to R0_rect's rounding).
+    """
     _require(calib, "R0_rect", "Tr_cam_to_road")
     rect_to_cam = _homogeneous(calib["R0_rect"].T)
     return np.linalg.inv(ROAD_FROM_REP103) @ _homogeneous(calib["Tr_cam_to_road"]) @ rect_to_cam
 
 
 def road_projection_from_pose(projection: np.ndarray, road_from_camera: np.ndarray) -> np.ndarray:
-    """3x4 KITTI road frame -> image from CameraInfo's P and the camera's pose in the REP-103 road frame
-    (what ``kitti_camera_pose`` returns and ``bag from-kitti`` writes on /tf); inverse of that split."""
+    """Return the 3x4 KITTI road frame -> image projection from CameraInfo's P and the camera's pose.
+
+    The pose is the camera's in the REP-103 road frame (what ``kitti_camera_pose`` returns and ``bag from-kitti``
+    writes on /tf); this is the inverse of that split.
+    """
     return np.asarray(projection, np.float64).reshape(3, 4) @ np.linalg.inv(road_from_camera) @ np.linalg.inv(
         ROAD_FROM_REP103)
 
 
 def ground_lut(projection: np.ndarray, ground_from_optical: np.ndarray, image_size: tuple[int, int],
                grid: GroundGrid) -> BevLut:
-    """Lookup table of a ``GroundGrid`` seen by a pinhole camera: ``projection`` is CameraInfo's P (3x4) or K
-    (3x3), ``ground_from_optical`` the camera's 4x4 pose in the grid's frame (``CameraPose.matrix()``)."""
+    """Lookup table of a ``GroundGrid`` seen by a pinhole camera.
+
+    ``projection`` is CameraInfo's P (3x4) or K (3x3), ``ground_from_optical`` the camera's 4x4 pose in the grid's
+    frame (``CameraPose.matrix()``).
+    """
     p = np.asarray(projection, np.float64)
     if p.shape == (3, 3):
         p = np.hstack([p, np.zeros((3, 1))])
@@ -272,8 +285,10 @@ def warp_labels(lut: BevLut, road: np.ndarray, valid: np.ndarray) -> tuple[np.nd
 
 
 def warp_probability(lut: BevLut, probability: np.ndarray) -> np.ndarray:
-    """Bilinear BEV of a probability map (float32 or uint8); values at unseen cells are meaningless
-    (mask them with ``lut.valid``)."""
+    """Bilinear BEV of a probability map (float32 or uint8).
+
+    Values at unseen cells are meaningless (mask them with ``lut.valid``).
+    """
     lut.check(probability)
     return cv2.remap(probability, lut.map_x, lut.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 

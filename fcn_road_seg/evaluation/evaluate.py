@@ -211,7 +211,7 @@ class BagSource:
 
 
 def _typed_connection(reader, topic: str, types: tuple[str, ...], flag: str):
-    """The connection of ``topic``, refused up front (BagError) unless its message type is one of ``types``."""
+    """Get the connection of ``topic``, refused up front (BagError) unless its message type is one of ``types``."""
     conn = find_connection(reader, topic)
     if conn.msgtype not in types:
         fitting = [f"{t} [{i.msgtype}]" for t, i in sorted(reader.topics.items()) if i.msgtype in types]
@@ -221,8 +221,11 @@ def _typed_connection(reader, topic: str, types: tuple[str, ...], flag: str):
 
 
 def _split_stamps(config: EvalConfig, names: dict[int, str]) -> set[int]:
-    """The image stamps of the frames ``config.split`` lists, by the frame names the bag records (bags from
-    ``fcn-road-seg bag``: custom_data {stamp: name}); a bag without names, or a name it lacks, is refused."""
+    """Return the image stamps of the frames ``config.split`` lists, by the frame names the bag records.
+
+    Bags from ``fcn-road-seg bag`` record them as custom_data {stamp: name}; a bag without names, or a name it
+    lacks, is refused.
+    """
     if not names:
         raise DatasetError(f"--split needs the frame names that `fcn-road-seg bag from-kitti/from-folder` records in "
                            f"a bag's metadata.yaml, and {config.source} has none; write the bag with `fcn-road-seg "
@@ -240,7 +243,7 @@ def _camera_info_topic(config: EvalConfig) -> str:
 
 
 def open_source(config: EvalConfig):
-    """The labelled-frame source ``config`` names (folder or bag), checked before any model is loaded."""
+    """Open the labelled-frame source ``config`` names (folder or bag), checked before any model is loaded."""
     layout = config.layout
     if not Path(config.source).exists():
         raise DatasetError(f"{config.source} not found; give a KITTI/class-index folder or a rosbag2 bag")
@@ -290,8 +293,10 @@ class BevEvaluation:
 
 
 def run_evaluation(config: EvalConfig, segmenter, source=None) -> dict:
-    """Evaluate ``segmenter`` (a RoadSegmenter) on the configured source (or ``source``, from ``open_source``);
-    writes and returns the report."""
+    """Evaluate ``segmenter`` (a RoadSegmenter) on the configured source (or ``source``, from ``open_source``).
+
+    Writes and returns the report.
+    """
     source = source if source is not None else open_source(config)
     ev = Evaluation(threshold=segmenter.threshold, keep=config.keep)
     bev = BevEvaluation(segmenter.threshold, config.keep) if config.bev else None

@@ -113,7 +113,10 @@ def read_split(split: str | Path, root: Path) -> list[str]:
 
 
 def select_split(images: list[Path], split: str | Path, root: Path, folder: Path) -> list[Path]:
-    """The ``images`` (of ``folder``) that ``split`` lists, in its order; a listed name missing there is an error."""
+    """Return the ``images`` (of ``folder``) that ``split`` lists, in its order.
+
+    A listed name missing there is an error.
+    """
     wanted = read_split(split, root)
     by_stem = {p.stem: p for p in images}
     unknown = [n for n in wanted if n not in by_stem]
@@ -124,7 +127,7 @@ def select_split(images: list[Path], split: str | Path, root: Path, folder: Path
 
 
 def _kitti_images(root: str | Path, split: str | Path | None) -> list[Path]:
-    """The images of a KITTI ``data_road/training`` folder, sorted, or those of a split list in its order."""
+    """Return the images of a KITTI ``data_road/training`` folder, sorted, or those of a split list in its order."""
     train = _training_dir(Path(root))
     images = sorted(p for p in (train / "image_2").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if split is not None:
@@ -135,8 +138,10 @@ def _kitti_images(root: str | Path, split: str | Path | None) -> list[Path]:
 
 
 def kitti_gt_path(image: Path) -> Path | None:
-    """The road GT file of a KITTI image (``gt_image_2/<cat>_road_<idx>``, PNG whatever the image's suffix:
-    JPEG copies of the images keep PNG GT), when present."""
+    """Return the road GT file of a KITTI image (``gt_image_2/<cat>_road_<idx>``), when present.
+
+    The GT is PNG whatever the image's suffix: JPEG copies of the images keep PNG GT.
+    """
     category, _, index = image.stem.partition("_")
     gt_dir = image.parent.parent / "gt_image_2"
     return next((c for c in (gt_dir / f"{category}_road_{index}{s}" for s in (".png", image.suffix)) if c.is_file()),
@@ -144,8 +149,10 @@ def kitti_gt_path(image: Path) -> Path | None:
 
 
 def kitti_frames(root: str | Path, split: str | Path | None = None) -> list[tuple[Path, Path | None]]:
-    """(image, road GT or None) of a KITTI folder, optionally only a split list's frames; raises when no image
-    has GT (KITTI testing/)."""
+    """(image, road GT or None) of a KITTI folder, optionally only a split list's frames.
+
+    Raises when no image has GT (KITTI testing/).
+    """
     frames = [(image, kitti_gt_path(image)) for image in _kitti_images(root, split)]
     if all(gt is None for _, gt in frames):
         raise DatasetError(f"none of the {len(frames)} images in {frames[0][0].parent} has road GT in gt_image_2/ "
@@ -164,14 +171,16 @@ def kitti_pairs(root: str | Path, split: str | Path | None = None) -> list[tuple
 
 
 def kitti_calib_path(image: Path) -> Path | None:
-    """The calib/ file of a KITTI image, when present."""
+    """Return the calib/ file of a KITTI image, when present."""
     calib = image.parent.parent / "calib" / f"{image.stem}.txt"
     return calib if calib.is_file() else None
 
 
 def class_index_pairs(root: str | Path, split: str | None = None) -> list[tuple[Path, Path | None]]:
-    """(image, label or None) of a class-index folder (``images/`` + ``labels/``), optionally from a split list;
-    raises when no image has a label."""
+    """(image, label or None) of a class-index folder (``images/`` + ``labels/``), optionally from a split list.
+
+    Raises when no image has a label.
+    """
     root = Path(root)
     images_dir, labels_dir = root / "images", root / "labels"
     if not images_dir.is_dir() or not labels_dir.is_dir():
@@ -191,7 +200,10 @@ def class_index_pairs(root: str | Path, split: str | None = None) -> list[tuple[
 
 
 def _class_index_label(labels_dir: Path, image_name: str) -> Path | None:
-    """The label of an image: ``<stem>.png`` (lossless, what training reads), else one with the image's own name."""
+    """Return the label of an image: ``<stem>.png`` (lossless, what training reads).
+
+    Else one with the image's own name.
+    """
     for label in (labels_dir / f"{Path(image_name).stem}.png", labels_dir / image_name):
         if label.is_file():
             return label

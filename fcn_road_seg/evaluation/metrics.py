@@ -27,12 +27,15 @@ def quantize_probability(probability: np.ndarray) -> np.ndarray:
 
 
 def mask_threshold(threshold_q: float) -> float:
-    """The probability threshold (``--threshold``, the node's ``threshold``) whose mask is exactly the
-    devkit's ``q >= i`` for a quantised threshold ``i/255`` such as ``threshold_maxf``: q = round(255 p), so
-    q >= i means p >= (i - 0.5)/255. The devkit's 1.0 becomes 0.998, a value the pipeline accepts.
+    """Return the probability threshold whose mask is exactly the devkit's for a quantised threshold ``i/255``.
+
+    It is a threshold for ``--threshold`` or the node's ``threshold``; ``threshold_maxf`` is such an ``i/255``. The
+    devkit's mask is ``q >= i`` with q = round(255 p), so q >= i means p >= (i - 0.5)/255. The devkit's 1.0 becomes
+    0.998, a value the pipeline accepts.
 
     Returned as the smallest float32 (the pipeline compares float32 probabilities) whose q is i: at an exact
-    tie, q rounds half to even, so for odd i the float32 nearest (i - 0.5)/255 still has q = i - 1."""
+    tie, q rounds half to even, so for odd i the float32 nearest (i - 0.5)/255 still has q = i - 1.
+    """
     i = min(max(round(threshold_q * 255.0), 1), NUM_THRESHOLDS - 1)
     t = np.float32((i - 0.5) / 255.0)
     up, down = np.float32(1.0), np.float32(0.0)

@@ -1,6 +1,9 @@
-"""Evaluation report: ``report.json`` (machine-readable), ``report.md`` (for people), ``pr_curve.png`` and
-``montage.png`` (best and worst frames, TP green / FP red / FN blue); with ``--bev`` also the KITTI
-bird's-eye-view metrics (``report.json["bev"]``, a BEV table in ``report.md``) and ``montage_bev.png``."""
+"""Evaluation report: ``report.json`` (machine-readable), ``report.md`` (for people) and PNG figures.
+
+The figures are ``pr_curve.png`` and ``montage.png`` (best and worst frames, TP green / FP red / FN blue); with
+``--bev`` also the KITTI bird's-eye-view metrics (``report.json["bev"]``, a BEV table in ``report.md``) and
+``montage_bev.png``.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -170,7 +173,9 @@ def _bev_section(ev: Evaluation, grid: dict, out: Path) -> dict:
 def write_report(ev: Evaluation, out_dir: str | Path, *, source: dict, contract=None, backend: dict | None = None,
                  machine: str | None = None, bev: tuple[Evaluation, dict] | None = None) -> dict:
     """Write the report files into ``out_dir``; returns the JSON content. Refuses an empty evaluation.
-    ``bev``: (the bird's-eye-view Evaluation, its grid description) for ``evaluate --bev``."""
+
+    ``bev``: (the bird's-eye-view Evaluation, its grid description) for ``evaluate --bev``.
+    """
     if ev.frames == 0:
         raise DatasetError(
             f"no frame was evaluated ({ev.skipped} skipped, {ev.unmatched_images} images and {ev.unmatched_gt} GT "

@@ -56,8 +56,10 @@ def frame_iou(q: np.ndarray, road: np.ndarray, valid: np.ndarray, threshold: flo
 
 def error_tile(q: np.ndarray, road: np.ndarray, valid: np.ndarray, threshold: float, image: np.ndarray | None,
                label: str) -> np.ndarray:
-    """Downscaled BGR picture of one frame (TP green, FP red, FN blue over the image, grey GT without one) under a
-    banner with ``label``."""
+    """Downscaled BGR picture of one frame under a banner with ``label``.
+
+    TP green, FP red, FN blue over the image, grey GT without one.
+    """
     pred = q >= int(np.ceil(threshold * 255 - 1e-9))
     base = image if image is not None else cv2.cvtColor(np.where(valid, 96, 0).astype(np.uint8), cv2.COLOR_GRAY2BGR)
     colour = np.zeros_like(base)
@@ -71,8 +73,11 @@ def error_tile(q: np.ndarray, road: np.ndarray, valid: np.ndarray, threshold: fl
 
 
 def label_banner(text: str, width: int) -> np.ndarray:
-    """``text`` in black on a white strip ``LABEL_HEIGHT`` px high: readable over any frame. (Outlined text
-    drawn on the picture came out garbled with OpenCV 5, whose glyph advance depends on the stroke thickness.)"""
+    """``text`` in black on a white strip ``LABEL_HEIGHT`` px high: readable over any frame.
+
+    (Outlined text drawn on the picture came out garbled with OpenCV 5, whose glyph advance depends on the stroke
+    thickness.)
+    """
     banner = np.full((LABEL_HEIGHT, width, 3), 255, np.uint8)
     cv2.putText(banner, text, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     return banner

@@ -1,7 +1,9 @@
-"""Bad input frames in the node, by cause: a count per cause for /diagnostics, a log line for each cause's first
-occurrence (then at most one per cause every ``LOG_EVERY_S``: a flood of one cause does not hide another), and
-whether /diagnostics should still be WARN: until good frames have flowed for ``WARN_CLEARS_AFTER_S`` after the
-last bad one. Camera faults (blank, saturated, frozen) are counted by ``camera_faults.py`` and the node.
+"""Bad input frames in the node, by cause.
+
+For each cause: a count for /diagnostics, and a log line for its first occurrence (then at most one per cause every
+``LOG_EVERY_S``: a flood of one cause does not hide another). Also whether /diagnostics should still be WARN:
+until good frames have flowed for ``WARN_CLEARS_AFTER_S`` after the last bad one. Camera faults (blank, saturated,
+frozen) are counted by ``camera_faults.py`` and the node.
 
 Not thread-safe on its own: the node calls it under its statistics lock.
 """
@@ -17,7 +19,7 @@ WARN_CLEARS_AFTER_S = 10.0  # good frames flowing this long after the last bad o
 
 
 def cause_of(err: InputImageError) -> str:
-    """The cause a bad frame is counted under."""
+    """Return the cause a bad frame is counted under."""
     if isinstance(err, UnsupportedEncodingError):
         return "unsupported_encoding"
     if isinstance(err, FrameSizeError):
@@ -45,13 +47,16 @@ class BadFrames:
         return False
 
     def good(self, now: float) -> None:
-        """A frame went through."""
+        """Record that a frame went through."""
         if self._last_bad is not None and self._good_since is None:
             self._good_since = now
 
     def warning(self, now: float) -> str | None:
-        """Why /diagnostics is WARN (the counts per cause), or None once good frames have flowed for
-        ``WARN_CLEARS_AFTER_S`` since the last bad frame (or there never was one)."""
+        """Why /diagnostics is WARN (the counts per cause), or None.
+
+        None once good frames have flowed for ``WARN_CLEARS_AFTER_S`` since the last bad frame (or there never was
+        one).
+        """
         if self._last_bad is None:
             return None
         if self._good_since is not None and now - self._good_since >= WARN_CLEARS_AFTER_S:

@@ -125,8 +125,11 @@ class _Intrinsics:
 
 
 class BevGridPublisher:
-    """Owns the ``~/bev_grid`` parameters, and between ``open`` and ``close`` its publisher, the CameraInfo
-    subscription and the lookup table."""
+    """Owns the ``~/bev_grid`` parameters.
+
+    Between ``open`` and ``close`` it also owns the grid's publisher, the CameraInfo subscription and the lookup
+    table.
+    """
 
     def __init__(self, node) -> None:
         """Declare and check the BEV parameters on ``node`` (topics come with ``open``)."""
@@ -226,7 +229,7 @@ class BevGridPublisher:
         return self._settings.enabled and self.listened()
 
     def _pose(self, header: Header, settings: _Settings) -> np.ndarray | None:
-        """The camera pose at the image's stamp (tf: that stamp, else the latest transform, counted)."""
+        """Return the camera pose at the image's stamp (tf: that stamp, else the latest transform, counted)."""
         if self.pose_source == "parameters":
             return settings.pose
         try:
@@ -283,7 +286,7 @@ class BevGridPublisher:
 
     # -- diagnostics --------------------------------------------------------------------------------------------
     def diagnostics(self, node_name: str) -> list[DiagnosticStatus]:
-        """A /diagnostics status for the grid while it is enabled (none while it is off)."""
+        """Return a /diagnostics status for the grid while it is enabled (none while it is off)."""
         settings = self._settings
         if not settings.enabled:
             return []

@@ -1,5 +1,6 @@
-"""The quickstart's main job without ``ros2 launch``: image_folder_publisher -> road_segmentation ->
-overlays on disk, with real rclpy in one process (one executor thread; inference runs on the node's worker), headless.
+"""The quickstart's main job without ``ros2 launch``: image_folder_publisher -> road_segmentation -> overlays on disk.
+
+It runs with real rclpy in one process (one executor thread; inference runs on the node's worker), headless.
 
 The folder publisher plays the bundled samples (or any folder) as a camera on /camera/image_raw; the
 node segments them exactly as it would a live camera (newest frame wins, drops counted); a collector

@@ -149,8 +149,11 @@ class RoadEvaluator(Node):
         return report
 
     def _safe_logger(self):
-        """The node's logger while its context is up; after Ctrl-C shut the context down (the report is written
-        on exit), a logger of another name, which does not try the then-invalid /rosout publisher."""
+        """Return the node's logger while its context is up, else a logger of another name.
+
+        After Ctrl-C shut the context down (the report is written on exit), that other logger does not try the
+        then-invalid /rosout publisher.
+        """
         return self.get_logger() if self.context.ok() else get_logger(f"{self.get_name()}.exit")
 
 

@@ -1,5 +1,7 @@
-"""Counters and recent timings of the road_segmentation node, shared by its subscription callback, worker
-thread and diagnostics timer."""
+"""Counters and recent timings of the road_segmentation node.
+
+They are shared by its subscription callback, worker thread and diagnostics timer.
+"""
 from __future__ import annotations
 
 import threading
@@ -54,8 +56,11 @@ class FrameStats:
             return self.bad.bad(cause, time.monotonic())
 
     def snapshot(self, window_s: float = 5.0) -> dict[str, float]:
-        """Counters, output rate over the last ``window_s`` (or since the first frame) and latency
-        percentiles (ms from receiving a frame to publishing its outputs) over recent frames."""
+        """Counters, output rate and latency percentiles.
+
+        The output rate is over the last ``window_s`` (or since the first frame), the latency percentiles (ms from
+        receiving a frame to publishing its outputs) over recent frames.
+        """
         with self.lock:
             now = time.monotonic()
             recent = sum(1 for t in self.done_at if now - t <= window_s)

@@ -109,7 +109,7 @@ class ImageFolderPublisher(Node):
             self._sources.popitem(last=False)
 
     def source_of(self, header: Header) -> Path | None:
-        """The file a recently published frame came from, by its header stamp."""
+        """Return the file a recently published frame came from, by its header stamp."""
         return self._sources.get((header.stamp.sec, header.stamp.nanosec))
 
 

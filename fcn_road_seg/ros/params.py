@@ -23,7 +23,10 @@ def out_of_range(name: str, value, ranges: dict[str, tuple[float, float]]) -> st
 
 def ranged_descriptor(name: str, description: str, read_only: bool, default,
                       ranges: dict[str, tuple[float, float]]) -> ParameterDescriptor:
-    """A parameter descriptor that shows ``name``'s range (integer or floating point, from ``default``'s type)."""
+    """Build a parameter descriptor that shows ``name``'s range.
+
+    The range is integer or floating point, from ``default``'s type.
+    """
     descriptor = ParameterDescriptor(description=description, read_only=read_only)
     if name in ranges:
         low, high = ranges[name]

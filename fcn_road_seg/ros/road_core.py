@@ -1,5 +1,7 @@
-"""The road_segmentation node's processing, shared by its node classes: parameters, the newest-frame hand-off,
-the worker thread that converts, checks, segments and publishes, and ``/diagnostics``.
+"""The road_segmentation node's processing, shared by its node classes.
+
+It holds the parameters, the newest-frame hand-off, the worker thread that converts, checks, segments and
+publishes, and ``/diagnostics``.
 
 ``RoadSegmentationCore`` is mixed into an rclpy ``Node`` or ``LifecycleNode``; it works in the lifecycle's
 steps: ``_declare`` (parameters), ``_configure`` (open the model, create the publishers), ``_activate`` (worker,
@@ -286,7 +288,10 @@ class RoadSegmentationCore:
         self._stats.finished((time.monotonic() - received) * 1e3, sum(result.timings_ms.values()))
 
     def _usable(self, frame: np.ndarray, msg, live: LiveSettings) -> bool:
-        """False (counted, logged, no output) for a frame with a camera fault; tracks while the fault lasts."""
+        """Return False (counted, logged, no output) for a frame with a camera fault.
+
+        Tracks while the fault lasts.
+        """
         fault = self._faults.check(frame, msg.data, live.fault_limits)
         with self._stats.lock:
             previous, self._stats.fault = self._stats.fault, fault

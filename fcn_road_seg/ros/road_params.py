@@ -1,5 +1,6 @@
-"""The road_segmentation node's parameters: defaults, choices, ranges, descriptions and checks, and the typed
-settings read from them (``NodeConfig`` at start, ``LiveSettings`` while running).
+"""The road_segmentation node's parameters: defaults, choices, ranges, descriptions and checks.
+
+Also the typed settings read from them (``NodeConfig`` at start, ``LiveSettings`` while running).
 
 ``config/road_seg.yaml`` carries the same defaults (a test keeps them equal).
 """

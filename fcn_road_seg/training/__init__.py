@@ -1,7 +1,8 @@
-"""Offline model work with PyTorch: the FCN model and its encoders (``model``, ImageNet weights in
-``pretrained``), training samples (``samples``, torch-free) and datasets, the training loop and its flags,
-calibration, checkpoint -> ONNX export, and the INT8 copy of an export (``quantize``, torch-free: ONNX
-Runtime's quantizer).
+"""Offline model work with PyTorch.
+
+The FCN model and its encoders (``model``, ImageNet weights in ``pretrained``), training samples (``samples``,
+torch-free) and datasets, the training loop and its flags, calibration, checkpoint -> ONNX export, and the INT8
+copy of an export (``quantize``, torch-free: ONNX Runtime's quantizer).
 
 May import the core (contract, errors, images, outputs, progress, wording), ``evaluation.metrics`` and
 ``evaluation.groundtruth`` (one KITTI pair listing for training and evaluation). Nothing in the core, ``ros``,

@@ -12,14 +12,17 @@ ENCODER_CHOICES = ["vgg16", "vgg16_bn", "efficientnet-lite0", "efficientnet-lite
 
 
 def data_arg(value: list[str], flag: str) -> tuple[Path, str | None]:
-    """A ``FOLDER [SPLIT]`` flag's values (``--data``, ``--val-data``, ``export --calibrate``) as (folder, split)."""
+    """Parse a ``FOLDER [SPLIT]`` flag's values as (folder, split).
+
+    The flags are ``--data``, ``--val-data`` and ``export --calibrate``.
+    """
     if len(value) > 2:
         raise DatasetError(f"{flag} takes a folder and at most one split list, got {' '.join(value)}")
     return Path(value[0]), value[1] if len(value) == 2 else None
 
 
 def add_arch_args(p) -> None:
-    """The architecture flags shared by ``train``, ``export`` (untrained) and ``model-info``."""
+    """Add the architecture flags shared by ``train``, ``export`` (untrained) and ``model-info``."""
     p.add_argument("--variant", default="fcn8s", choices=["fcn32s", "fcn16s", "fcn8s"], help="FCN variant")
     p.add_argument("--encoder", default="vgg16", choices=ENCODER_CHOICES,
                    help="encoder (backbone) under the FCN head")

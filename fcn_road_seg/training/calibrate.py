@@ -55,8 +55,10 @@ class Calibration:
 @torch.no_grad()
 def road_logits(net: FCN, dataset: RoadEvalDataset, pixels_per_frame: int = 100_000,
                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Road logits and labels of up to ``pixels_per_frame`` random valid pixels per frame, the logit map
-    resized to the label's full size (bilinear) as the evaluator resizes the probability."""
+    """Road logits and labels of up to ``pixels_per_frame`` random valid pixels per frame.
+
+    The logit map is resized to the label's full size (bilinear) as the evaluator resizes the probability.
+    """
     net.eval()
     gen = torch.Generator().manual_seed(seed)
     logits, labels = [], []
@@ -74,8 +76,10 @@ def road_logits(net: FCN, dataset: RoadEvalDataset, pixels_per_frame: int = 100_
 
 
 def maxf_logit(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The logit threshold with the largest F1 (road where ``logit >= threshold``) over these pixels: the
-    validation MaxF operating point, halfway between the last pixel it takes and the next."""
+    """Return the logit threshold with the largest F1 (road where ``logit >= threshold``) over these pixels.
+
+    It is the validation MaxF operating point, halfway between the last pixel it takes and the next.
+    """
     order = torch.argsort(logits, descending=True)
     z, y = logits[order], labels[order].double()
     tp = torch.cumsum(y, 0)
@@ -85,8 +89,11 @@ def maxf_logit(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def fit_calibration(logits: torch.Tensor, labels: torch.Tensor, fitted_on: str = "") -> Calibration:
-    """Bias at the validation MaxF operating point (so it lands on probability 0.5, the contract's default
-    threshold) and the temperature minimising the binary NLL of ``labels`` under ``sigmoid((z - b) / T)``."""
+    """Fit the bias at the validation MaxF operating point and the temperature minimising the binary NLL.
+
+    The bias makes that point land on probability 0.5, the contract's default threshold; the NLL is that of
+    ``labels`` under ``sigmoid((z - b) / T)``.
+    """
     if logits.numel() == 0 or labels.min() == labels.max():
         raise ValueError("calibration needs valid pixels of both classes (road and non-road)")
     bias = maxf_logit(logits, labels)

@@ -1,5 +1,7 @@
-"""PyTorch datasets over the training samples (``samples.py``): augmented training crops (OpenCV geometry and
-colour jitter, reproducible per seed, epoch and index), a mix of several sources, and whole validation frames.
+"""PyTorch datasets over the training samples (``samples.py``).
+
+Augmented training crops (OpenCV geometry and colour jitter, reproducible per seed, epoch and index), a mix of
+several sources, and whole validation frames.
 """
 from __future__ import annotations
 

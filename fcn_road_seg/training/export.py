@@ -76,9 +76,11 @@ def contract_for(
     default_threshold: float = 0.5,
     calibration: Calibration | None = None,
 ) -> ModelContract:
-    """The contract an exported model of this architecture and size carries; ``metrics`` are labelled as
-    measured at this size. With a calibration, the metrics' ``threshold_maxf`` is moved to where the calibrated
-    probability puts it."""
+    """Return the contract an exported model of this architecture and size carries.
+
+    ``metrics`` are labelled as measured at this size. With a calibration, the metrics' ``threshold_maxf`` is
+    moved to where the calibrated probability puts it.
+    """
     metrics = dict(metrics or {})
     if calibration is not None and "threshold_maxf" in metrics:
         metrics["threshold_maxf"] = calibration.apply(metrics["threshold_maxf"])
@@ -157,10 +159,12 @@ def export_onnx(
 
 
 def _at_opset(proto, opset: int):
-    """The exported graph at ``opset``. The exporter implements opset 18 and up; converting down before its
-    optimiser runs fails for graphs with a Pad (EfficientNet-Lite's TensorFlow-"SAME" padding: ONNX has no
-    Pad adapter 18 -> 17), so the export runs at 18 and the optimised graph, each Pad folded into its Conv,
-    converts here."""
+    """Return the exported graph at ``opset``.
+
+    The exporter implements opset 18 and up; converting down before its optimiser runs fails for graphs with a
+    Pad (EfficientNet-Lite's TensorFlow-"SAME" padding: ONNX has no Pad adapter 18 -> 17), so the export runs at
+    18 and the optimised graph, each Pad folded into its Conv, converts here.
+    """
     from onnx import version_converter
 
     current = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
@@ -182,9 +186,11 @@ def export_checkpoint(
     opset: int = DEFAULT_OPSET,
     calibrate_on: tuple[Path, str | None] | None = None,
 ) -> Path:
-    """Export a training checkpoint; size, normalisation and metrics come from the checkpoint. With
-    ``calibrate_on`` (a dataset folder and optional split list), a temperature and bias fitted there at the
-    export size are baked into the graph (see :mod:`.calibrate`)."""
+    """Export a training checkpoint; size, normalisation and metrics come from the checkpoint.
+
+    With ``calibrate_on`` (a dataset folder and optional split list), a temperature and bias fitted there at the
+    export size are baked into the graph (see :mod:`.calibrate`).
+    """
     ckpt = load_checkpoint(checkpoint)
     config = FCNConfig.from_dict(ckpt["config"])
     net = FCN(config)

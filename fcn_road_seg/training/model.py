@@ -50,7 +50,7 @@ LITE_NORMALIZATION = {"mean": [127.0 / 255] * 3, "std": [128.0 / 255] * 3, "scal
 
 
 def normalization_for(encoder: str) -> dict[str, list[float]]:
-    """The input normalisation the encoder's ImageNet weights were trained with."""
+    """Return the input normalisation the encoder's ImageNet weights were trained with."""
     return dict(LITE_NORMALIZATION if encoder in LITE_ENCODERS else IMAGENET_NORMALIZATION)
 
 
@@ -137,7 +137,7 @@ def _upsample(channels: int, factor: int) -> nn.ConvTranspose2d:
 
 
 def _vgg16_features(cfg: FCNConfig) -> nn.Sequential:
-    """The 13-conv VGG16 trunk, layer for layer as torchvision's ``make_layers``."""
+    """Build the 13-conv VGG16 trunk, layer for layer as torchvision's ``make_layers``."""
     layers: list[nn.Module] = []
     in_ch = 3
     for v in VGG16_CFG:
@@ -250,9 +250,12 @@ class FCN(nn.Module):
                 nn.init.zeros_(layer.bias)
 
     def freeze_early(self) -> int:
-        """Freeze the encoder layers before stride 8 (stem and stride-2/4 stages, as Detectron2's default
-        ``FREEZE_AT=2``): their ImageNet filters stay, their BatchNorm stays in eval mode, and training
-        skips their backward pass (the costliest at full resolution). Returns the number of frozen tensors."""
+        """Freeze the encoder layers before stride 8; return the number of frozen tensors.
+
+        These are the stem and stride-2/4 stages, as Detectron2's default ``FREEZE_AT=2``: their ImageNet filters
+        stay, their BatchNorm stays in eval mode, and training skips their backward pass (the costliest at full
+        resolution).
+        """
         if self.config.is_lite:
             enc = self.features
             modules = [enc._conv_stem, enc._bn0, *enc._blocks[: enc.down[1]]]
@@ -273,7 +276,7 @@ class FCN(nn.Module):
         return self
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Encoder features at strides 8, 16 and 32 (the last one fc7's or the Lite head's)."""
+        """Compute encoder features at strides 8, 16 and 32 (the last one fc7's or the Lite head's)."""
         if self.config.is_lite:
             return self.features(x)
         pool3 = self.features[: self._pool3_end](x)

@@ -41,9 +41,11 @@ def _folded_pairs(net: FCN) -> dict[str, tuple[nn.Conv2d, nn.BatchNorm2d]]:
 
 
 def model_from_onnx(path: str | Path) -> tuple[FCN, ModelContract]:
-    """The FCN (eval mode) whose forward pass equals the ONNX graph's before its calibration tail, and the
-    graph's contract (size, normalisation, calibration, metrics). Raises ModelError when the file's weights
-    do not fit the architecture its contract names."""
+    """Return the FCN (eval mode) whose forward pass equals the ONNX graph's before its calibration tail.
+
+    Also returns the graph's contract (size, normalisation, calibration, metrics). Raises ModelError when the
+    file's weights do not fit the architecture its contract names.
+    """
     import onnx
     from onnx import numpy_helper
 
@@ -84,9 +86,11 @@ def model_from_onnx(path: str | Path) -> tuple[FCN, ModelContract]:
 
 @torch.no_grad()
 def fit_batchnorm(net: FCN, batches: Iterable[torch.Tensor]) -> int:
-    """Re-express every folded BatchNorm of ``net`` (from :func:`model_from_onnx`) with the statistics of
-    its convolution's output on ``batches`` (normalised NCHW input); the eval-mode function does not change.
-    Returns the number of BatchNorm layers set."""
+    """Re-express every folded BatchNorm of ``net`` (from :func:`model_from_onnx`) with statistics from ``batches``.
+
+    The statistics are those of its convolution's output on ``batches`` (normalised NCHW input); the eval-mode
+    function does not change. Returns the number of BatchNorm layers set.
+    """
     pairs = list(_folded_pairs(net).values())  # also unfolded ones: the same re-expression is exact there
     sums: dict[int, list[torch.Tensor | int]] = {}
 
@@ -122,7 +126,7 @@ def fit_batchnorm(net: FCN, batches: Iterable[torch.Tensor]) -> int:
 
 
 def onnx_checkpoint(net: FCN, contract: ModelContract, source: str | Path) -> dict[str, Any]:
-    """A checkpoint dict (the keys ``train --init`` and ``export`` read) for a model rebuilt from ``source``."""
+    """Build a checkpoint dict (the keys ``train --init`` and ``export`` read) for a model rebuilt from ``source``."""
     from dataclasses import asdict
 
     return {"model": net.state_dict(), "config": asdict(net.config), "epoch": -1,

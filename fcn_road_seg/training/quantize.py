@@ -54,8 +54,11 @@ class QuantizeConfig:
 
 
 def float_nodes(graph) -> list[str]:
-    """Names of the nodes kept in float: every node before the first conv, and the last conv with every node
-    after it (the graph's nodes are in topological order, as ONNX requires)."""
+    """Names of the nodes kept in float.
+
+    Every node before the first conv, and the last conv with every node after it (the graph's nodes are in
+    topological order, as ONNX requires).
+    """
     convs = [i for i, node in enumerate(graph.node) if node.op_type in CONV_OPS]
     if not convs:
         raise ModelError("the model has no Conv node to quantize; give an exported road model")
@@ -67,8 +70,11 @@ def float_nodes(graph) -> list[str]:
 
 
 def calibration_frames(config: QuantizeConfig) -> list[Path]:
-    """The calibration images: a KITTI road folder (``image_2/`` in it or in ``training/``) or any folder of
-    images, restricted to the frames of ``config.split`` when given; checked before any work starts."""
+    """Return the calibration images, checked before any work starts.
+
+    They come from a KITTI road folder (``image_2/`` in it or in ``training/``) or any folder of images,
+    restricted to the frames of ``config.split`` when given.
+    """
     from ..evaluation.groundtruth import select_split
 
     root = Path(config.calib_dir)

@@ -1,5 +1,6 @@
-"""Which frames and labels training reads: the KITTI road layout, KITTI semantics and class-index layouts
-(CamVid), label decoding into road targets, seeded splits. PyTorch-free.
+"""Which frames and labels training reads: layouts, label decoding into road targets, seeded splits. PyTorch-free.
+
+The layouts are the KITTI road layout, KITTI semantics and class-index layouts (CamVid).
 
 Targets are uint8 maps with ``NON_ROAD`` (0), ``ROAD`` (1) and ``IGNORE`` (255). Every check that can fail
 (missing folders, images without labels, size mismatch, empty split) runs when the sample list is built,
@@ -111,8 +112,11 @@ def _require_dir(path: Path, what: str) -> Path:
 
 
 def kitti_road_samples(root: str | Path, split: str | Path | None = None) -> list[Sample]:
-    """The ``image_2``/``gt_image_2/<cat>_road_<idx>.png`` pairs of a KITTI ``data_road`` (or its ``training``)
-    folder, optionally only the frames of a split list (the evaluator's listing, so both read the same pairs)."""
+    """List the image/road-label pairs of a KITTI ``data_road`` (or its ``training``) folder.
+
+    The pairs are ``image_2``/``gt_image_2/<cat>_road_<idx>.png``, optionally only the frames of a split list (the
+    evaluator's listing, so both read the same pairs).
+    """
     root = Path(root)
     if not any((d / "image_2").is_dir() for d in (root, root / "training", root / "data_road" / "training")):
         raise DatasetError(f"KITTI image_2 folder not found in {root}; check --data (expected layout in "
@@ -122,8 +126,10 @@ def kitti_road_samples(root: str | Path, split: str | Path | None = None) -> lis
 
 
 def kitti_semantics_samples(root: str | Path, split: str | Path | None = None) -> list[Sample]:
-    """The ``image_2``/``semantic`` pairs of a KITTI semantic segmentation ``training`` folder (label
-    ``<stem>.png`` whatever the image suffix), optionally only the frames of a split list."""
+    """List the ``image_2``/``semantic`` pairs of a KITTI semantic segmentation ``training`` folder.
+
+    The label is ``<stem>.png`` whatever the image suffix; optionally only the frames of a split list.
+    """
     root = Path(root)
     train = root / "training" if (root / "training").is_dir() else root
     images_dir = _require_dir(train / "image_2", "KITTI semantics image_2")
@@ -157,8 +163,10 @@ def detect_layout(data: Path, forced: str = "auto") -> str:
 
 def folder_samples(data: Path, split: str | Path | None, layout: str = "auto", road_id: int = 3,
                    ignore_id: int | None = 11) -> tuple[list[Sample], LabelSpec, str]:
-    """Samples, label reader and a description of one dataset folder (all frames, or a split list's).
-    A class-index folder needs its split list."""
+    """Return samples, label reader and a description of one dataset folder (all frames, or a split list's).
+
+    A class-index folder needs its split list.
+    """
     layout = detect_layout(data, layout)
     name = data.resolve().name
     listed = Path(split).name if split is not None else "all"
@@ -223,8 +231,11 @@ def class_index_samples(
 
 
 def check_sizes(samples: list[Sample], what: str) -> None:
-    """Every image and label is a complete, uncorrupted file (``images.verify_encoded``) of the same size as
-    its pair (read from the file headers); DatasetError listing the files if not."""
+    """Check that every image and label is a complete, uncorrupted file of the same size as its pair.
+
+    Completeness is checked with ``images.verify_encoded``, sizes are read from the file headers; DatasetError
+    listing the files if not.
+    """
     from PIL import Image
 
     if not samples:

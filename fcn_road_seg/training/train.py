@@ -57,8 +57,11 @@ METRIC_KEYS = ("MaxF", "AP", "IoU", "PRE", "REC", "FPR", "FNR", "threshold_maxf"
 
 
 def _source(data: Path, split: str | None, args: argparse.Namespace, role: str) -> tuple[list[Sample], LabelSpec, str]:
-    """Samples of one --data/--val-data folder: the split list's frames, or the layout's default ones (KITTI
-    road: the --val-fraction split; class-index: --train-split/--val-split; KITTI semantics: all)."""
+    """Return the samples of one --data/--val-data folder: the split list's frames, or the layout's default ones.
+
+    The defaults: KITTI road: the --val-fraction split; class-index: --train-split/--val-split; KITTI semantics:
+    all.
+    """
     layout = detect_layout(data, args.layout)
     ignore = None if args.ignore_id < 0 else args.ignore_id
     if layout == "kitti" and split is None:
@@ -76,8 +79,11 @@ def _source(data: Path, split: str | None, args: argparse.Namespace, role: str) 
 
 
 def build_datasets(args: argparse.Namespace) -> tuple[MixedTrainDataset, RoadEvalDataset, str]:
-    """Training sets (each --data with its own reader, mixed) and the validation set; every input check runs
-    here, before training; a validation frame that is also a training frame is warned about."""
+    """Training sets (each --data with its own reader, mixed) and the validation set.
+
+    Every input check runs here, before training; a validation frame that is also a training frame is warned
+    about.
+    """
     size = tuple(args.input_size)
     norm = normalization_for(args.encoder)
     augment = AugmentConfig(size, tuple(args.crop or size), tuple(args.scale), tuple(args.aspect),
@@ -166,9 +172,12 @@ def evaluate(model: nn.Module, dataset: RoadEvalDataset, device: torch.device, w
 
 
 def _ranks_in_step(net: nn.Module, loss: float) -> float:
-    """Under DDP: check that every rank holds rank 0's weights exactly (RuntimeError if not) and return the epoch
-    loss averaged over the ranks. BatchNorm statistics (buffers) are rank 0's, broadcast first: DDP broadcasts
-    them before each forward, so after the last step each rank still holds its own batch's update."""
+    """Under DDP: check that every rank holds rank 0's weights and return the epoch loss averaged over the ranks.
+
+    The weights must match exactly (RuntimeError if not). BatchNorm statistics (buffers) are rank 0's, broadcast
+    first: DDP broadcasts them before each forward, so after the last step each rank still holds its own batch's
+    update.
+    """
     dist = torch.distributed
     for buffer in net.buffers():
         dist.broadcast(buffer, 0)
@@ -240,8 +249,10 @@ def _closing_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _init_from(model: FCN, path: Path, train_set: MixedTrainDataset) -> None:
-    """Load a trained checkpoint's weights into ``model`` (fine-tuning); the architectures must match. An
-    exported ``.onnx`` works too: its folded BatchNorms get statistics from 32 training crops (onnx_weights)."""
+    """Load a trained checkpoint's weights into ``model`` (fine-tuning); the architectures must match.
+
+    An exported ``.onnx`` works too: its folded BatchNorms get statistics from 32 training crops (onnx_weights).
+    """
     if path.suffix.lower() == ".onnx":
         from .onnx_weights import fit_batchnorm, model_from_onnx, onnx_checkpoint
 

@@ -26,7 +26,7 @@ CACHE_KEY_PREFIX = b"fcn_road_seg INT8 calibration cache v1"
 
 
 def calibration_images(image_dir: str | Path, max_images: int = 500) -> list[Path]:
-    """The calibration frames, checked before any build starts (DatasetError naming the fix)."""
+    """Return the calibration frames, checked before any build starts (DatasetError naming the fix)."""
     from ..images import list_images
 
     image_dir = Path(image_dir)
@@ -39,8 +39,10 @@ def calibration_images(image_dir: str | Path, max_images: int = 500) -> list[Pat
 
 
 def calibration_batches(images: list[Path], contract: ModelContract):
-    """Yield (name, uint8 (1, H, W, 3) batch) for the calibration images (``calibration_images``),
-    preprocessed exactly like RoadSegmenter."""
+    """Yield (name, uint8 (1, H, W, 3) batch) for the calibration images (``calibration_images``).
+
+    They are preprocessed exactly like RoadSegmenter.
+    """
     from ..preprocess import preprocess_files
 
     for path, batch in preprocess_files(images, contract):
@@ -48,13 +50,13 @@ def calibration_batches(images: list[Path], contract: ModelContract):
 
 
 def calibration_cache_key(onnx_sha256: str, contract: ModelContract) -> bytes:
-    """The first line of a calibration cache file: which model and input size its scales belong to."""
+    """Return the first line of a calibration cache file: which model and input size its scales belong to."""
     shape = "x".join(map(str, contract.input_shape))
     return CACHE_KEY_PREFIX + f" onnx_sha256={onnx_sha256} input={shape}\n".encode()
 
 
 def entropy_calibrator(trt, images: list[Path], contract: ModelContract, cache_path: Path, cache_key: bytes):
-    """An IInt8EntropyCalibrator2 that copies preprocessed uint8 frames to one device buffer via pycuda.
+    """Make an IInt8EntropyCalibrator2 that copies preprocessed uint8 frames to one device buffer via pycuda.
 
     Create it inside the CUDA context the build uses; call ``free()`` after the build and then
     ``raise_failure()``.

@@ -1,5 +1,7 @@
-"""TensorRT's Python callbacks: the ILogger that forwards to Python logging (one per process) and the
-IProgressMonitor that draws tqdm bars per build phase (TensorRT >= 10; 8.6 has no IProgressMonitor).
+"""TensorRT's Python callbacks: an ILogger and an IProgressMonitor.
+
+The ILogger forwards to Python logging (one per process); the IProgressMonitor draws tqdm bars per build phase
+(TensorRT >= 10; 8.6 has no IProgressMonitor).
 
 Imported on use, with the ``tensorrt`` module passed in, so nothing here imports TensorRT itself.
 """
@@ -11,7 +13,7 @@ __all__ = ["trt_logger", "progress_monitor"]
 
 
 def _log_bridge(trt):
-    """A TensorRT ILogger that forwards to Python logging (``fcn_road_seg.tensorrt``)."""
+    """Make a TensorRT ILogger that forwards to Python logging (``fcn_road_seg.tensorrt``)."""
     trt_log = logging.getLogger("fcn_road_seg.tensorrt")
     levels = {
         trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL,

@@ -51,7 +51,10 @@ OPS_FILE = "trt_onnx_ops.json"
 
 
 def supported_operators() -> dict:
-    """The parser support table shipped with the package (targets -> operators and types, opset/IR limits, sources)."""
+    """Load the parser support table shipped with the package.
+
+    It holds targets -> operators and types, opset/IR limits, sources.
+    """
     return json.loads(resources.files(__package__).joinpath("data", OPS_FILE).read_text())
 
 
@@ -113,7 +116,7 @@ def _node_label(node, index: int) -> str:
 
 
 def _uint8_problems(graph, types: dict[str, int]) -> list[str]:
-    """The parser's UINT8 rule: uint8 only at the network's edges, and a uint8 input feeds Casts only."""
+    """Check the parser's UINT8 rule: uint8 only at the network's edges, and a uint8 input feeds Casts only."""
     from onnx import TensorProto
 
     outputs = {o.name for o in graph.output}
@@ -138,8 +141,11 @@ def _uint8_problems(graph, types: dict[str, int]) -> list[str]:
 
 
 def _qdq_problems(graph) -> list[str]:
-    """TensorRT's explicit quantization is symmetric: every QuantizeLinear/DequantizeLinear has a constant scale
-    and a zero point of 0; scales are per tensor, except a weight's, which may be per output channel."""
+    """TensorRT's explicit quantization is symmetric.
+
+    Every QuantizeLinear/DequantizeLinear has a constant scale and a zero point of 0; scales are per tensor,
+    except a weight's, which may be per output channel.
+    """
     from onnx import numpy_helper
 
     inits = {t.name: t for t in graph.initializer}

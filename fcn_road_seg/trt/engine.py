@@ -104,7 +104,7 @@ def import_tensorrt():
 
 
 def trt_major(trt) -> int:
-    """The running TensorRT's major version (8, 10, 11): it decides the build path."""
+    """Return the running TensorRT's major version (8, 10, 11): it decides the build path."""
     return int(trt.__version__.split(".")[0])
 
 
@@ -294,7 +294,7 @@ def _build(trt, logger, job: _BuildJob) -> bytes:
 
 
 def _configure_and_build(trt, builder, network, job: _BuildJob, timing_path: Path, t: float):
-    """Returns (plan bytes, the attached ITimingCache or None)."""
+    """Configure the builder and build the plan; return (plan bytes, the attached ITimingCache or None)."""
     options = job.options
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
@@ -341,7 +341,7 @@ def _configure_and_build(trt, builder, network, job: _BuildJob, timing_path: Pat
 
 
 def _check_network(trt, network, contract: ModelContract, onnx_path: Path) -> None:
-    """The parsed network must have the contract's single static uint8 input and float32 output."""
+    """Check the parsed network has the contract's single static uint8 input and float32 output."""
     if network.num_inputs != 1 or network.num_outputs != 1:
         raise ModelError(f"{onnx_path}: expected 1 input and 1 output, TensorRT sees "
                          f"{network.num_inputs} and {network.num_outputs}; re-export the model")
@@ -359,7 +359,7 @@ def _check_network(trt, network, contract: ModelContract, onnx_path: Path) -> No
 
 def cached_engine(onnx_path: str | Path, options: BuildOptions | None = None, *, cache_root: Path | None = None
                   ) -> Path:
-    """The cached plan for ``onnx_path`` on this GPU and TensorRT version, built on first use.
+    """Return the cached plan for ``onnx_path`` on this GPU and TensorRT version, built on first use.
 
     A lock file serialises concurrent starts: the first builds, the others wait and then reuse the plan.
     """

@@ -107,7 +107,7 @@ def sidecar_path(plan: str | Path) -> Path:
 
 
 def read_sidecar(plan: str | Path) -> EngineSidecar:
-    """The sidecar of ``plan``; ModelError naming the fix when it is missing or malformed."""
+    """Read the sidecar of ``plan``; ModelError naming the fix when it is missing or malformed."""
     path = sidecar_path(plan)
     if not path.is_file():
         raise ModelError(
@@ -162,8 +162,10 @@ def cache_dir() -> Path:
 
 
 def cache_dir_source() -> str:
-    """What sets ``cache_dir`` (the doctor and cache-folder errors say it): "FCN_ROAD_SEG_CACHE",
-    "XDG_CACHE_HOME" or "default"."""
+    """Name what sets ``cache_dir``: "FCN_ROAD_SEG_CACHE", "XDG_CACHE_HOME" or "default".
+
+    The doctor and cache-folder errors say it.
+    """
     for name in ("FCN_ROAD_SEG_CACHE", "XDG_CACHE_HOME"):
         if os.environ.get(name):
             return name
@@ -177,7 +179,7 @@ def _cache_dir_origin() -> str:
 
 
 def cache_folder_error(folder: Path, err: OSError, action: str) -> TensorRTError:
-    """A TensorRTError for an OSError (read-only, full, missing permission) while using ``folder``."""
+    """Make a TensorRTError for an OSError (read-only, full, missing permission) while using ``folder``."""
     root = cache_dir()
     where = (f"the engine cache folder is {root} ({_cache_dir_origin()}); make it writable or point "
              "FCN_ROAD_SEG_CACHE at a writable folder with free space"
@@ -200,7 +202,10 @@ def cached_plan_path(onnx_sha256: str, gpu: GpuInfo, tensorrt_version: str, prec
 
 
 def timing_cache_path(gpu: GpuInfo, tensorrt_version: str, root: Path | None = None) -> Path:
-    """Timing caches are reused across builds on the same GPU model and TensorRT version only."""
+    """Return the timing cache path for ``gpu`` and ``tensorrt_version``.
+
+    Timing caches are reused across builds on the same GPU model and TensorRT version only.
+    """
     return (root or cache_dir()) / "timing" / f"{_slug(gpu.name)}-{gpu.sm}-trt{_slug(tensorrt_version)}.cache"
 
 

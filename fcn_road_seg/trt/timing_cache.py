@@ -19,9 +19,12 @@ log = logging.getLogger(__name__)
 
 
 def attach_timing_cache(config, path: Path):
-    """Attach the timing cache at ``path``, or a new one when it is missing, unreadable, or was made on another
-    GPU or TensorRT version (TensorRT checks the device properties it records; a mismatch is never ignored).
-    Returns the ITimingCache, which the caller keeps until the builder is gone, or None."""
+    """Attach the timing cache at ``path``, or a new one; return the ITimingCache or None.
+
+    A new one when it is missing, unreadable, or was made on another GPU or TensorRT version (TensorRT checks the
+    device properties it records; a mismatch is never ignored). The caller keeps the ITimingCache until the
+    builder is gone.
+    """
     try:
         blob = path.read_bytes() if path.is_file() else b""
     except OSError as err:

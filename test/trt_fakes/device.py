@@ -1,5 +1,8 @@
-"""The fake GPU both fakes share: device memory by address, streams by handle, injected faults, and a record
-of what TensorRT was asked to do (for tests to assert on)."""
+"""The fake GPU both fakes share.
+
+Device memory by address, streams by handle, injected faults, and a record of what TensorRT was asked to do (for
+tests to assert on).
+"""
 from __future__ import annotations
 
 import threading

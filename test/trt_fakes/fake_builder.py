@@ -1,5 +1,8 @@
-"""Hooks of the fake ``tensorrt``'s build side: Builder, IBuilderConfig, OnnxParser, INetworkDefinition,
-ITimingCache, IOptimizationProfile, IHostMemory (see ``tensorrt_fake`` for what they model)."""
+"""Hooks of the fake ``tensorrt``'s build side.
+
+Builder, IBuilderConfig, OnnxParser, INetworkDefinition, ITimingCache, IOptimizationProfile, IHostMemory (see
+``tensorrt_fake`` for what they model).
+"""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,7 @@
-"""Hooks of the fake ``tensorrt``'s runtime side: Runtime, ICudaEngine, IExecutionContext (see
-``tensorrt_fake`` for what they model)."""
+"""Hooks of the fake ``tensorrt``'s runtime side: Runtime, ICudaEngine, IExecutionContext.
+
+See ``tensorrt_fake`` for what they model.
+"""
 from __future__ import annotations
 
 import json

@@ -9,7 +9,7 @@ from .strict import SHARED_API
 
 @pytest.fixture(params=RELEASES, ids=[f"trt{r}" for r in RELEASES])
 def fakes(request, monkeypatch):
-    """The fakes of one TensorRT release on a fake Orin-class GPU; the test fails on a broken lifetime rule."""
+    """Yield the fakes of one TensorRT release on a fake Orin-class GPU; the test fails on a broken lifetime rule."""
     if not (SHARED_API / f"tensorrt-{request.param}.json").is_file():
         pytest.skip(f"TensorRT API surfaces not found at {SHARED_API} (CI has them as ../shared/trt-api; "
                     "FCN_ROAD_SEG_TRT_API moves them)")

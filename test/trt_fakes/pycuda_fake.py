@@ -1,5 +1,6 @@
-"""A strict fake ``pycuda`` (package + ``pycuda.driver``), faithful to inducer/pycuda's Boost.Python bindings
-(``src/wrapper/wrap_cudadrv.cpp``, ``pycuda/driver.py``; commit and lines in SOURCES.md).
+"""A strict fake ``pycuda`` (package + ``pycuda.driver``), faithful to inducer/pycuda's Boost.Python bindings.
+
+The bindings are ``src/wrapper/wrap_cudadrv.cpp`` and ``pycuda/driver.py``; commit and lines in SOURCES.md.
 
 Only the names below exist; a call with a keyword the binding does not declare, or a wrong argument count,
 raises ``Boost.Python.ArgumentError`` (a TypeError) as Boost.Python does. CUDA's rules that matter for the

@@ -1,5 +1,7 @@
-"""The generic strict layer: Python types built from one release's binding surface
-(``/work/shared/trt-api/tensorrt-<release>.json``, extracted from NVIDIA/TensorRT's pybind11 sources).
+"""The generic strict layer: Python types built from one release's binding surface.
+
+The surface is ``/work/shared/trt-api/tensorrt-<release>.json``, extracted from NVIDIA/TensorRT's pybind11
+sources.
 
 Only what the surface lists exists. As pybind11 does:
 - a missing attribute, method, enum member or module name raises AttributeError;
@@ -231,7 +233,7 @@ def _init(cls_name: str, overloads: list[list[str]], defaults: set[str], hook):
 
 
 def new_bound(cls: type, **state) -> object:
-    """An object of a bound class as TensorRT itself returns it (no Python constructor involved)."""
+    """Make an object of a bound class as TensorRT itself returns it (no Python constructor involved)."""
     obj = object.__new__(cls)
     object.__setattr__(obj, "_f_values", {})
     object.__setattr__(obj, "_f_initialised", True)

@@ -1,5 +1,6 @@
-"""The fake ``tensorrt`` of one release: the strict surface (``strict``) plus hand-written hooks,
-build side in ``fake_builder``, runtime side in ``fake_runtime``, sharing one ``Fake``.
+"""The fake ``tensorrt`` of one release: the strict surface (``strict``) plus hand-written hooks.
+
+The build side is in ``fake_builder``, the runtime side in ``fake_runtime``, sharing one ``Fake``.
 
 What the code path needs, done the way TensorRT does it:
 - ``OnnxParser.parse_from_file`` parses the real ONNX and applies ``check-trt``'s parser rules for the
@@ -73,7 +74,7 @@ class Fake:
 
 
 def build(release: str, gpu: FakeGpu) -> types.ModuleType:
-    """The fake ``tensorrt`` module of ``release`` over ``gpu``."""
+    """Build the fake ``tensorrt`` module of ``release`` over ``gpu``."""
     from .fake_builder import builder_hooks
     from .fake_runtime import runtime_hooks
 
