@@ -1,7 +1,10 @@
-"""backend 'auto' where TensorRT cannot run (this machine has no TensorRT): the CPU runtime (OpenVINO where it
-is installed, else ONNX Runtime; test_cpu_paths.py runs both), the reason in one short line (INFO in the CLI,
-one WARN at the node's start) naming the caller's real option, and the choice reported by RoadSegmenter, the
-CLI, report.json and the node's /diagnostics; backend 'tensorrt' still fails hard."""
+"""backend 'auto' where TensorRT cannot run (this machine has no TensorRT).
+
+The tests check the CPU runtime it picks (OpenVINO where it is installed, else ONNX Runtime; test_cpu_paths.py runs
+both), the reason in one short line (INFO in the CLI, one WARN at the node's start) naming the caller's real option, and
+the choice reported by RoadSegmenter, the CLI, report.json and the node's /diagnostics; backend 'tensorrt' still fails
+hard.
+"""
 import importlib.util
 import json
 import logging

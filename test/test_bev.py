@@ -50,14 +50,17 @@ def test_known_ground_point_lands_in_its_cell(um0):
 
 
 def test_real_gt_has_road_where_the_devkit_puts_it(um0):
-    """Cells checked by hand for um_000000: Tr33 = (P2 R0_rect Tr_cam_to_road^-1)[:, [0, 2, 3]] is
+    """Cells checked by hand for um_000000.
+
+    Tr33 = (P2 R0_rect Tr_cam_to_road^-1)[:, [0, 2, 3]] is
     [[721.407, 609.674, -120.952], [-11.085, 177.700, 1101.144], [-7.44e-5, 0.99998, -0.28685]].
     Cell (400, 100): X = -10 + 0.025 + 5 = -4.975, Z = 45.975 - 20 = 25.975 -> (u, v) = (472.06, 224.70)
     -> devkit pixel (row 223, col 471), magenta in the GT (road). Cell (0, 60): X = -6.975, Z = 45.975 ->
     (500.73, 204.61) -> (203, 499), road. Cell (0, 200): X = 0.025, Z = 45.975 -> (611.26, 202.92) ->
     (201, 610), red (not road: the road bends left). Cell (600, 300): X = 5.025, Z = 15.975 -> (844.22,
     247.60) -> (246, 843), red. Cell (799, 200): X = 0.025, Z = 6.025 -> v = 378.4 > 375, below the image:
-    not evaluated; cell (799, 0): u = -634.9, not evaluated."""
+    not evaluated; cell (799, 0): u = -634.9, not evaluated.
+    """
     calib, gt = um0
     lut = kitti_bev_lut(kitti_road_projection(calib), gt.shape[:2])
     road, valid = warp_labels(lut, *decode_kitti_gt(gt))

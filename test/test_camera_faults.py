@@ -1,5 +1,8 @@
-"""CameraFaultCheck on real KITTI frames: the saturated test counts a pixel only when every channel is dark
-(<= 5) or bright (>= 250), and the frozen test counts byte-identical repeats of the message data."""
+"""CameraFaultCheck on real KITTI frames.
+
+The saturated test counts a pixel only when every channel is dark (<= 5) or bright (>= 250), and the frozen test counts
+byte-identical repeats of the message data.
+"""
 from __future__ import annotations
 
 import array

@@ -1,6 +1,8 @@
-"""The exact batch a backend receives: the frame resized to the contract's size, in the contract's channel order,
-whatever order the caller's frame is in (a recording backend; the expectation computed independently with
-OpenCV from the BGR frame). The node's message path is pinned the same way in test_node.py."""
+"""The exact batch a backend receives: the frame resized to the contract's size, in the contract's channel order.
+
+This holds whatever order the caller's frame is in (a recording backend; the expectation computed independently with
+OpenCV from the BGR frame). The node's message path is pinned the same way in test_node.py.
+"""
 from pathlib import Path
 
 import cv2

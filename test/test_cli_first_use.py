@@ -1,6 +1,8 @@
-"""What a new user trips over on the command line (issue 14): every case runs the real CLI as a
-subprocess on real frames/bags and checks the exit status, the message (the fix in the user's words, no
-traceback) and what is left on disk."""
+"""What a new user trips over on the command line (issue 14).
+
+Every case runs the real CLI as a subprocess on real frames/bags and checks the exit status, the message (the fix in the
+user's words, no traceback) and what is left on disk.
+"""
 from __future__ import annotations
 
 import argparse
@@ -146,8 +148,11 @@ def test_help_shows_the_defaults():
 
 
 def test_the_advised_threshold_is_accepted_and_gives_the_maxf_point(tmp_path, shared_data, shipped_model):
-    """The report's best threshold (the devkit's i/255, 1.000 for the shipped model on KITTI) becomes a
-    --threshold the pipeline accepts, and a mask at it is exactly the MaxF operating point."""
+    """The report's best threshold becomes a --threshold the pipeline accepts.
+
+    That threshold is the devkit's i/255 (1.000 for the shipped model on KITTI), and a mask at it is exactly the MaxF
+    operating point.
+    """
     kitti = shared_data / "kitti_road" / "training"
     res = run_cli("evaluate", kitti, "--out", tmp_path / "r")
     assert res.returncode == 0, res.stderr

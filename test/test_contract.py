@@ -1,5 +1,7 @@
-"""Every ModelContract rule, directly and through an exported ONNX file whose metadata_props were edited: each
-bad value is refused with its message (by the reader and by the backend that opens the file); valid ones pass."""
+"""Every ModelContract rule, directly and through an exported ONNX file whose metadata_props were edited.
+
+Each bad value is refused with its message (by the reader and by the backend that opens the file); valid ones pass.
+"""
 import json
 from dataclasses import asdict
 
@@ -73,7 +75,7 @@ def test_metadata_without_a_contract_or_malformed_is_refused_naming_the_fix():
 
 
 def _edited(tiny_onnx, tmp_path, field, value):
-    """A copy of the exported tiny model with one contract field of its metadata_props replaced."""
+    """Write a copy of the exported tiny model with one contract field of its metadata_props replaced."""
     model = onnx.load(str(tiny_onnx))
     key = METADATA_PREFIX + field
     entries = [p for p in model.metadata_props if p.key == key]

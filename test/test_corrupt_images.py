@@ -1,5 +1,7 @@
-"""Truncated or corrupt JPEG/PNG files are refused wherever images are decoded: OpenCV alone would decode a
-half JPEG with its missing rows filled grey, and the network marks that grey as road."""
+"""Truncated or corrupt JPEG/PNG files are refused wherever images are decoded.
+
+OpenCV alone would decode a half JPEG with its missing rows filled grey, and the network marks that grey as road.
+"""
 from __future__ import annotations
 
 import json

@@ -1,7 +1,9 @@
-"""Every CPU path gives the masks of the reference path (ONNX Runtime, float32 model): ONNX Runtime on the
-shipped INT8 copy, OpenVINO in f32 and bf16 on the float model and on the INT8 copy, each on >= 99.5 % of the
-pixels of all 48 KITTI validation frames (splits/kitti_road_val.txt). And what ``auto`` picks on a CPU: the
-INT8 copy on OpenVINO, or on ONNX Runtime when openvino cannot be imported."""
+"""Every CPU path gives the masks of the reference path (ONNX Runtime, float32 model).
+
+The paths: ONNX Runtime on the shipped INT8 copy, OpenVINO in f32 and bf16 on the float model and on the INT8 copy, each
+on >= 99.5 % of the pixels of all 48 KITTI validation frames (splits/kitti_road_val.txt). And what ``auto`` picks on a
+CPU: the INT8 copy on OpenVINO, or on ONNX Runtime when openvino cannot be imported.
+"""
 import importlib.util
 import json
 import logging

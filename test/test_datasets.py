@@ -1,5 +1,4 @@
-"""Dataset readers on the real KITTI road, KITTI semantics and CamVid samples, the split, augmentation and bad
-input."""
+"""Dataset readers on the real KITTI road, KITTI semantics and CamVid samples, the split, augmentation and bad input."""
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,8 @@
-"""`fcn-road-seg doctor` on this machine (no TensorRT, no GPU): the real command in a subprocess, its JSON, its
-errors, Ctrl-C; and the mask comparison it uses for TensorRT, fed real segmenters on the bundled samples."""
+"""`fcn-road-seg doctor` on this machine (no TensorRT, no GPU), and the mask comparison it uses for TensorRT.
+
+The real command in a subprocess: its JSON, its errors, Ctrl-C. The mask comparison is fed real segmenters on the
+bundled samples.
+"""
 from __future__ import annotations
 
 import importlib.metadata
@@ -188,8 +191,11 @@ def test_onnxruntime_against_itself_agrees_everywhere(ort):
 
 @pytest.mark.parametrize("threshold, paths, should_pass", [(0.45, (CAMVID, KITTI), False), (0.45, (KITTI,), True)])
 def test_agreement_flags_a_candidate_below_99_5_percent_on_any_frame(ort, threshold, paths, should_pass):
-    """The candidate is the same model with its threshold moved: the expected agreement per frame is
-    recomputed from the reference's probabilities, so the test pins the comparison's arithmetic, not a number."""
+    """The candidate is the same model with its threshold moved.
+
+    The expected agreement per frame is recomputed from the reference's probabilities, so the test pins the comparison's
+    arithmetic, not a number.
+    """
     frames = load(*paths)
     ref = measure(ort, frames)
     with RoadSegmenter(backend="onnxruntime", threshold=threshold) as shifted:

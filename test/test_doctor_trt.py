@@ -1,5 +1,8 @@
-"""`fcn-road-seg doctor` where TensorRT runs: the strict TensorRT/pycuda fakes of each release (test/trt_fakes)
-build the FP16 engine through the engine cache, run the frames, and the doctor compares them with ONNX Runtime."""
+"""`fcn-road-seg doctor` where TensorRT runs, on the strict TensorRT/pycuda fakes of each release (test/trt_fakes).
+
+The fakes build the FP16 engine through the engine cache, run the frames, and the doctor compares them with ONNX
+Runtime.
+"""
 from __future__ import annotations
 
 import json

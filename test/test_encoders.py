@@ -80,8 +80,10 @@ def kitti_batch(shared_data):
 
 @pytest.mark.parametrize("encoder", LITE_ENCODERS)
 def test_imagenet_weights_load_by_name_from_the_real_file(encoder, kitti_batch):
-    """Every encoder tensor comes from the package's file, and our encoder computes exactly what the
-    package's own EfficientNet computes with those weights (its head features)."""
+    """Every encoder tensor comes from the package's file.
+
+    Our encoder computes exactly what the package's own EfficientNet computes with those weights (its head features).
+    """
     from efficientnet_lite_pytorch import EfficientNet
 
     path = lite_weight_file(encoder)
@@ -101,8 +103,10 @@ def test_imagenet_weights_load_by_name_from_the_real_file(encoder, kitti_batch):
 
 
 def test_lite_weights_expect_tensorflow_normalisation(kitti_batch):
-    """The stem BatchNorm's ImageNet statistics match the stem's output on real frames under (x-127)/128,
-    not under the torchvision ImageNet mean/std (which would be 4x off in variance)."""
+    """The stem BatchNorm's ImageNet statistics match the stem's output on real frames under (x-127)/128.
+
+    They do not match it under the torchvision ImageNet mean/std (which would be 4x off in variance).
+    """
     net = FCN(FCNConfig(encoder="efficientnet-lite0"))
     load_imagenet(net)
     bn = net.features._bn0

@@ -1,6 +1,9 @@
-"""Evaluation and bag inputs a user gets wrong (issue 22, items 5-9): split lists for bags, an image without
-its GT, an empty split file, bad bag topics/rates and --limit. Real KITTI frames (a temp copy of a few of
-../shared/data/kitti_road_train), real bags written by rosbags, the CLI's own exit codes and messages."""
+"""Evaluation and bag inputs a user gets wrong (issue 22, items 5-9).
+
+Split lists for bags, an image without its GT, an empty split file, bad bag topics/rates and --limit. Real KITTI frames
+(a temp copy of a few of ../shared/data/kitti_road_train), real bags written by rosbags, the CLI's own exit codes and
+messages.
+"""
 from __future__ import annotations
 
 import json
@@ -154,7 +157,7 @@ def test_limit_must_be_a_positive_number_of_frames(capsys, tmp_path, kitti_copy,
 
 
 def _reference_label(text: str, width: int) -> np.ndarray:
-    """The label as it should read: black Hershey simplex 0.5, stroke 1, on a clean white 24 px strip."""
+    """Draw the label as it should read: black Hershey simplex 0.5, stroke 1, on a clean white 24 px strip."""
     strip = np.full((24, width, 3), 255, np.uint8)
     cv2.putText(strip, text, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     return strip

@@ -1,6 +1,8 @@
-"""launch/eval.launch.py for real: `ros2 launch fcn_road_seg eval.launch.py` replays a small real KITTI bag through the
-node into the evaluator, shuts itself down when playback ends and leaves the report. Skips without a ROS 2
-command line (test/ros2_cli.py) or without the shared KITTI frames."""
+"""launch/eval.launch.py for real, as `ros2 launch fcn_road_seg eval.launch.py`.
+
+It replays a small real KITTI bag through the node into the evaluator, shuts itself down when playback ends and leaves
+the report. Skips without a ROS 2 command line (test/ros2_cli.py) or without the shared KITTI frames.
+"""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,8 @@
-"""`evaluate --bev`: the KITTI devkit's bird's-eye-view metrics from folders (calib/ per frame) and bags
-(camera_info + /tf), checked against a per-cell numpy re-implementation of the devkit's lookup."""
+"""`evaluate --bev`: the KITTI devkit's bird's-eye-view metrics.
+
+From folders (calib/ per frame) and bags (camera_info + /tf), checked against a per-cell numpy re-implementation of the
+devkit's lookup.
+"""
 from __future__ import annotations
 
 import json
@@ -37,7 +40,7 @@ def split(tmp_path_factory):
 
 
 def _devkit_valid_cells(calib_path, gt_path) -> int:
-    """Evaluated BEV cells of one frame, the devkit's way written out per cell with plain numpy."""
+    """Count the evaluated BEV cells of one frame, the devkit's way written out per cell with plain numpy."""
     c = read_kitti_calib(calib_path)
     r0, tr = np.eye(4), np.eye(4)
     r0[:3, :3], tr[:3, :] = c["R0_rect"], c["Tr_cam_to_road"]

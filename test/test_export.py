@@ -71,8 +71,10 @@ def test_onnxruntime_matches_pytorch_on_real_frames(tiny_onnx, tiny_net, kitti_i
 
 def test_efficientnet_lite_export_is_opset17_and_matches_pytorch_on_real_frames(tmp_path, kitti_images,
                                                                                 camvid_images):
-    """The ImageNet-initialised Lite0 FCN (random score layers, so the maps vary) exported at opset 17: plain
-    ONNX ops only, and ONNX Runtime within 1e-4 of PyTorch on real KITTI and CamVid frames."""
+    """The ImageNet-initialised Lite0 FCN (random score layers, so the maps vary) exported at opset 17.
+
+    Plain ONNX ops only, and ONNX Runtime within 1e-4 of PyTorch on real KITTI and CamVid frames.
+    """
     from fcn_road_seg.training.export import contract_for, export_onnx
     from fcn_road_seg.training.model import FCN, FCNConfig
     from fcn_road_seg.training.pretrained import load_imagenet
@@ -137,8 +139,10 @@ def test_calibration_puts_the_maxf_operating_point_at_one_half_and_fits_the_temp
 
 
 def test_calibrated_export_bakes_temperature_and_bias_into_the_graph(tmp_path, shared_data, tiny_net):
-    """`export --calibrate` fits on real KITTI frames; the graph returns sigmoid((z - b) / T) and the contract
-    records the calibration and where the validation MaxF threshold moved."""
+    """`export --calibrate` fits on real KITTI frames; the graph returns sigmoid((z - b) / T).
+
+    The contract records the calibration and where the validation MaxF threshold moved.
+    """
     from fcn_road_seg.training.calibrate import Calibration
 
     ckpt = {"model": tiny_net.state_dict(), "config": asdict(tiny_net.config), "input_size": [64, 192],

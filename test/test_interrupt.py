@@ -1,7 +1,9 @@
-"""Ctrl-C and missing extras on the real command line (issue 22, items 3 and 4): SIGINT is sent to a real
-``fcn-road-seg`` subprocess once it has started working (its first output is on disk); it must print one
-line ("interrupted after N of M frames"), exit 130, show no traceback and leave no bag that looks complete.
-A bag whose writer was killed outright is refused by ``evaluate``, naming it."""
+"""Ctrl-C and missing extras on the real command line (issue 22, items 3 and 4).
+
+SIGINT is sent to a real ``fcn-road-seg`` subprocess once it has started working (its first output is on disk); it must
+print one line ("interrupted after N of M frames"), exit 130, show no traceback and leave no bag that looks complete. A
+bag whose writer was killed outright is refused by ``evaluate``, naming it.
+"""
 from __future__ import annotations
 
 import os

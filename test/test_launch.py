@@ -1,6 +1,8 @@
-"""launch/road.launch.py for real: `ros2 launch` (test/ros2_cli.py finds or installs the command line), masks read
-with `ros2 topic echo`, parameters set with `ros2 param`, lifecycle transitions with `ros2 lifecycle`, topics
-and QoS read from the ROS graph with rclpy. Without a ROS 2 command line they skip with the reason."""
+"""launch/road.launch.py for real: `ros2 launch` (test/ros2_cli.py finds or installs the command line).
+
+Masks read with `ros2 topic echo`, parameters set with `ros2 param`, lifecycle transitions with `ros2 lifecycle`, topics
+and QoS read from the ROS graph with rclpy. Without a ROS 2 command line they skip with the reason.
+"""
 from __future__ import annotations
 
 import ast
@@ -25,7 +27,7 @@ LAUNCH_FILE = ROOT / "launch" / "road.launch.py"
 
 
 def _pure_function(name: str):
-    """A function of the launch file that needs neither `launch` nor `launch_ros`, compiled from the source."""
+    """Return a function of the launch file that needs neither `launch` nor `launch_ros`, compiled from the source."""
     tree = ast.parse(LAUNCH_FILE.read_text())
     (func,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name]
     namespace: dict = {}
@@ -106,7 +108,7 @@ class Masks:
 
 
 def _the_one(query, topic: str):
-    """The single endpoint ``query`` (a graph query of the probe) finds on ``topic``, once discovery shows it."""
+    """Return the single endpoint ``query`` (a graph query of the probe) finds on ``topic``, once discovery shows it."""
     def found():  # DDS discovery names the endpoint's node a moment after the endpoint itself
         infos = query(topic)
         return len(infos) == 1 and infos[0].node_name != "_NODE_NAME_UNKNOWN_"
@@ -152,8 +154,10 @@ def test_samples_launch_publishes_masks_and_takes_live_parameters(ros2, samples,
 
 
 def test_namespace_and_image_topic_move_every_input(ros2, samples, launched, harness, tiny_onnx):
-    """namespace:=r1 image_topic:=front/image: the node subscribes to /r1/front/image and its camera_info beside
-    it (nothing left on /camera/...); the folder publisher publishes there, reliable, like the node's input."""
+    """namespace:=r1 image_topic:=front/image: the node subscribes to /r1/front/image and its camera_info beside it.
+
+    Nothing is left on /camera/...; the folder publisher publishes there, reliable, like the node's input.
+    """
     launch = launched(f"images:={samples}", "namespace:=r1", "image_topic:=front/image", f"model:={tiny_onnx}",
                       "backend:=onnxruntime")
     probe = harness.probe

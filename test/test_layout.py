@@ -1,5 +1,7 @@
-"""The package layout's rules, read from the source: no import cycle, and each subpackage imports only
-what its ``__init__`` docstring allows."""
+"""The package layout's rules, read from the source.
+
+No import cycle, and each subpackage imports only what its ``__init__`` docstring allows.
+"""
 import subprocess
 import sys
 from pathlib import Path

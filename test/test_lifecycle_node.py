@@ -1,5 +1,7 @@
-"""road_seg_lifecycle_node with real rclpy: each transition opens or frees what it should (test_launch.py drives the
-same transitions through `ros2 lifecycle` in a real launch)."""
+"""road_seg_lifecycle_node with real rclpy: each transition opens or frees what it should.
+
+test_launch.py drives the same transitions through `ros2 lifecycle` in a real launch.
+"""
 import threading
 
 import pytest

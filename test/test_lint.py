@@ -1,5 +1,7 @@
-"""The lint checks `ros2 pkg create` adds to a Python package (ament_flake8, ament_pep257), run with flake8 and
-pydocstyle as configured in setup.cfg, over every Python file of the repository."""
+"""The lint checks `ros2 pkg create` adds to a Python package (ament_flake8, ament_pep257).
+
+They run with flake8 and pydocstyle as configured in setup.cfg, over every Python file of the repository.
+"""
 import subprocess
 import sys
 from pathlib import Path

@@ -1,8 +1,10 @@
-"""Live replay over real DDS: bag_player (process) -> road_segmentation node (in the test process, so the test
-can wait until its ~/probability publisher has matched the evaluator) -> road_evaluator (process).
+"""Live replay over real DDS: bag_player (process) -> road_segmentation node -> road_evaluator (process).
 
-With reliable QoS and a slow replay no frame is dropped, so the live report must equal the offline
-evaluation of the same bag exactly (same model, same quantised probability, same metrics code)."""
+The node runs in the test process, so the test can wait until its ~/probability publisher has matched the evaluator.
+
+With reliable QoS and a slow replay no frame is dropped, so the live report must equal the offline evaluation of the
+same bag exactly (same model, same quantised probability, same metrics code).
+"""
 from __future__ import annotations
 
 import json

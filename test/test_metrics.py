@@ -117,8 +117,11 @@ def _probabilities_around_every_threshold() -> np.ndarray:
 
 
 def test_mask_threshold_gives_the_pipeline_exactly_the_devkit_s_mask():
-    """For every quantised threshold i/255, the pipeline's mask at mask_threshold(i/255) is exactly q >= i (q the
-    devkit's 8-bit probability), also for probabilities on the rounding ties; the devkit's 1.0 becomes < 1."""
+    """For every quantised threshold i/255, the pipeline's mask at mask_threshold(i/255) is exactly q >= i.
+
+    q is the devkit's 8-bit probability; this holds also for probabilities on the rounding ties. The devkit's 1.0
+    becomes < 1.
+    """
     probs = _probabilities_around_every_threshold()
     assert probs.size <= 32 * 320
     net = np.resize(probs, (32, 320))  # frame = network size: no resampling

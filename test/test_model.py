@@ -30,8 +30,10 @@ def test_rejects_sides_not_multiple_of_32():
 
 
 def test_skip_layers_start_at_zero_so_fcn8s_equals_its_fcn32s_path():
-    """Freshly built, FCN-8s's pool4/pool3 skips add nothing: its output is the stride-32 score alone, upsampled
-    through its 2x, 2x and 8x layers (score_fr is given weights so that output is not all zero)."""
+    """Freshly built, FCN-8s's pool4/pool3 skips add nothing: its output is the stride-32 score alone.
+
+    That score is upsampled through its 2x, 2x and 8x layers (score_fr is given weights so that output is not all zero).
+    """
     torch.manual_seed(1)
     net = FCN(FCNConfig(variant="fcn8s", **SMALL)).eval()
     with torch.no_grad():
@@ -69,11 +71,13 @@ VGG16_STAGES = [[(3, 64), (64, 64)], [(64, 128), (128, 128)], [(128, 256), (256,
 
 
 def test_full_fcn8s_size_matches_the_paper():
-    """Parameters and FLOPs of the full FCN-8s, derived here from the layer table of Long et al. 2015 (VGG16
-    convolutions, fc6 as a 7x7 and fc7 as a 1x1 convolution, 2-class score layers on fc7/pool4/pool3, bias-free
-    2x, 2x, 8x transposed convolutions). 134,271,430 = VGG16's 138,357,544 less its 1000-class fc8
-    (4,097,000), plus 9,734 score and 1,152 upsampling weights: the "134.27 M" that `model-info` prints
-    (test_cli) and README quotes. FLOPs count 2 per multiply-add, as PyTorch's FlopCounterMode (count_flops)."""
+    """Parameters and FLOPs of the full FCN-8s, derived here from the layer table of Long et al. 2015.
+
+    The layers: VGG16 convolutions, fc6 as a 7x7 and fc7 as a 1x1 convolution, 2-class score layers on fc7/pool4/pool3,
+    bias-free 2x, 2x, 8x transposed convolutions. 134,271,430 = VGG16's 138,357,544 less its 1000-class fc8 (4,097,000),
+    plus 9,734 score and 1,152 upsampling weights: the "134.27 M" that `model-info` prints (test_cli) and README quotes.
+    FLOPs count 2 per multiply-add, as PyTorch's FlopCounterMode (count_flops).
+    """
     conv_params = sum(9 * cin * cout + cout for stage in VGG16_STAGES for cin, cout in stage)
     fc = 512 * 7 * 7 * 4096 + 4096 + 4096 * 4096 + 4096
     score = (4096 + 1) * 2 + (512 + 1) * 2 + (256 + 1) * 2
@@ -98,7 +102,7 @@ def test_full_fcn8s_size_matches_the_paper():
 
 
 def _torchvision_like_state(batch_norm: bool) -> dict[str, torch.Tensor]:
-    """A state dict with torchvision vgg16(_bn)'s keys and shapes, random values (no download)."""
+    """Build a state dict with torchvision vgg16(_bn)'s keys and shapes, random values (no download)."""
     state, idx, in_ch = {}, 0, 3
     for v in [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]:
         if v == "M":

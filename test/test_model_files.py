@@ -1,6 +1,9 @@
-"""Model files a user gets wrong (issue 22, items 10, 13, 15): one check says what the file is and what was
-expected (folder, empty file, text or Git LFS pointer, a checkpoint where a model belongs and the reverse) for
-every command and the node; paths are checked before any model loads; re-exported metrics say their size."""
+"""Model files a user gets wrong (issue 22, items 10, 13, 15).
+
+One check says what the file is and what was expected (folder, empty file, text or Git LFS pointer, a checkpoint where a
+model belongs and the reverse) for every command and the node; paths are checked before any model loads; re-exported
+metrics say their size.
+"""
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,7 @@
-"""The road_segmentation node with real rclpy (localhost DDS, the test's ROS_DOMAIN_ID) and a compact
-random FCN-8s: headers, encodings, compressed input, bad frames, bursts, live parameters, shutdown."""
+"""The road_segmentation node with real rclpy (localhost DDS, the test's ROS_DOMAIN_ID) and a compact random FCN-8s.
+
+Headers, encodings, compressed input, bad frames, bursts, live parameters, shutdown.
+"""
 import array
 import shutil
 import signal
@@ -349,8 +351,10 @@ def test_lazy_subscription_follows_the_listeners_and_shutdown_is_clean(harness, 
 
 
 def test_folder_publisher_process_to_a_reliable_node_loses_no_frame(harness, tiny_onnx, tmp_path, shared_data):
-    """What road.launch.py images:=DIR starts: image_folder_publisher in its own process (reliable) and the
-    node with input_qos reliable; every large raw frame arrives (best effort lost most of them)."""
+    """What road.launch.py images:=DIR starts: image_folder_publisher (reliable) and the node with input_qos reliable.
+
+    The publisher runs in its own process; every large raw frame arrives (best effort lost most of them).
+    """
     frames = sorted((shared_data / "kitti_road_train" / "training" / "image_2").glob("*.jpg"))[:8]
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -436,8 +440,10 @@ def test_image_folder_publisher_plays_a_folder_once_or_looping(harness, tmp_path
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8"])
 def test_the_backend_gets_the_message_s_frame_in_the_model_s_channel_order(harness, road, kitti_frame, monkeypatch,
                                                                            encoding):
-    """Through the node's message conversion: the batch its backend receives is the frame resized, in the model's
-    (RGB) order, whichever of rgb8/bgr8 the camera sends (a recording backend in place of the node's)."""
+    """Through the node's message conversion, the backend's batch is the frame resized, in the model's (RGB) order.
+
+    This holds whichever of rgb8/bgr8 the camera sends (a recording backend in place of the node's).
+    """
     contract = road.segmenter.contract
     recorder = RecordingBackend(contract)
     monkeypatch.setattr(road.segmenter, "backend", recorder)

@@ -1,6 +1,9 @@
-"""Bad frames in the node by cause (issue 22, items 11-12), with real rclpy: a count per cause in /diagnostics,
-one log line per cause's first occurrence (a flood of one cause does not hide another), the WARN cleared once
-good frames have flowed for WARN_CLEARS_AFTER_S; the folder publisher names an unreadable file once."""
+"""Bad frames in the node by cause (issue 22, items 11-12), with real rclpy.
+
+A count per cause in /diagnostics, one log line per cause's first occurrence (a flood of one cause does not hide
+another), the WARN cleared once good frames have flowed for WARN_CLEARS_AFTER_S; the folder publisher names an
+unreadable file once.
+"""
 from __future__ import annotations
 
 import time

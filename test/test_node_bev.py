@@ -1,5 +1,7 @@
-"""~/bev_grid with real rclpy: a real KITTI frame and its calibration in, a nav_msgs/OccupancyGrid out, checked
-cell by cell against the calibration's own projection of the node's ~/probability."""
+"""~/bev_grid with real rclpy: a real KITTI frame and its calibration in, a nav_msgs/OccupancyGrid out.
+
+The grid is checked cell by cell against the calibration's own projection of the node's ~/probability.
+"""
 import array
 import threading
 from pathlib import Path
@@ -84,8 +86,10 @@ def _camera_info(calib, width, height) -> CameraInfo:
 
 
 def _expected(calib, probability: np.ndarray, grid: OccupancyGrid, threshold: float) -> np.ndarray:
-    """Each cell's centre (x forward, y left) is KITTI road point (X, Y, Z) = (-y, 0, x): project it with
-    P2 R0_rect Tr_cam_to_road^-1 and read the node's own ~/probability at the nearest pixel."""
+    """Each cell's centre (x forward, y left) is KITTI road point (X, Y, Z) = (-y, 0, x).
+
+    Project it with P2 R0_rect Tr_cam_to_road^-1 and read the node's own ~/probability at the nearest pixel.
+    """
     res, rows, cols = grid.info.resolution, grid.info.height, grid.info.width
     x = grid.info.origin.position.x + (np.arange(cols) + 0.5) * res
     y = grid.info.origin.position.y + (np.arange(rows) + 0.5) * res
@@ -177,8 +181,10 @@ def test_bev_grid_from_a_real_kitti_frame(harness, node, kitti):
 
 
 def test_nav2_costmap_recipe_reads_the_grid_as_published(node):
-    """config/nav2_road_costmap.yaml: a rolling local costmap in odom whose StaticLayer subscribes to this node's
-    grid with the grid's own durability, and keeps unseen cells unknown."""
+    """config/nav2_road_costmap.yaml: a rolling local costmap in odom whose StaticLayer subscribes to this node's grid.
+
+    It subscribes with the grid's own durability, and keeps unseen cells unknown.
+    """
     (costmap,) = [v["ros__parameters"] for v in yaml.safe_load(
         (ROOT / "config" / "nav2_road_costmap.yaml").read_text())["local_costmap"].values()]
     assert costmap["rolling_window"] is True and costmap["global_frame"] == "odom"

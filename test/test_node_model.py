@@ -1,6 +1,8 @@
-"""The node with the shipped model (models/fcn8s_lite0_kitti_road.onnx) on the real KITTI road frames: the
-mask marks road where the KITTI ground truth has road. Without the shipped model it skips saying so, and fails
-in CI (FCN_ROAD_SEG_REQUIRE_DATA=1: a package without its model is broken)."""
+"""The node with the shipped model (models/fcn8s_lite0_kitti_road.onnx) on the real KITTI road frames.
+
+The mask marks road where the KITTI ground truth has road. Without the shipped model it skips saying so, and fails in CI
+(FCN_ROAD_SEG_REQUIRE_DATA=1: a package without its model is broken).
+"""
 import cv2
 import numpy as np
 import pytest

@@ -1,5 +1,8 @@
-"""The node and the demo as users start them: `python -m fcn_road_seg.ros.node` (= road_seg_node) in its own
-process, and the quickstart's `fcn-road-seg demo` job (real rclpy, headless)."""
+"""The node and the demo as users start them.
+
+`python -m fcn_road_seg.ros.node` (= road_seg_node) in its own process, and the quickstart's `fcn-road-seg demo` job
+(real rclpy, headless).
+"""
 import hashlib
 import os
 import shlex
@@ -108,8 +111,10 @@ def test_demo_cli_with_a_wrong_model_says_what_to_do(tmp_path):
 
 
 def _prepared_venv(tmp_path: Path, test_stamp: bool = False) -> Path:
-    """A venv folder that scripts/setup_env.sh takes as set up (its stamp: the hash of setup.py, package.xml and
-    the script), whose fcn-road-seg runs this checkout's CLI: the scripts run for real, without pip."""
+    """Make a venv folder that scripts/setup_env.sh takes as set up, whose fcn-road-seg runs this checkout's CLI.
+
+    Its stamp: the hash of setup.py, package.xml and the script. The scripts run for real, without pip.
+    """
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     cli = venv / "bin" / "fcn-road-seg"
@@ -144,9 +149,11 @@ def test_setup_stamps_a_test_setup_covers_the_demo_s(tmp_path):
 
 
 def _offline_setup(venv: Path, script: str, *args: str) -> subprocess.CompletedProcess:
-    """Run a script of scripts/ for real (shell trace on) with pip offline: no index, no pip config. It creates
-    ``venv`` and gets as far as the editable install of this checkout, which then cannot fetch its build
-    dependencies; TORCH_SPEC names a requirement the fresh venv already satisfies."""
+    """Run a script of scripts/ for real (shell trace on) with pip offline: no index, no pip config.
+
+    It creates ``venv`` and gets as far as the editable install of this checkout, which then cannot fetch its build
+    dependencies; TORCH_SPEC names a requirement the fresh venv already satisfies.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1", FCN_ROAD_SEG_VENV=str(venv), PYTHON=sys.executable,
                TORCH_SPEC="pip>=1")
@@ -155,7 +162,7 @@ def _offline_setup(venv: Path, script: str, *args: str) -> subprocess.CompletedP
 
 
 def _pip_installs(trace: str) -> list[list[str]]:
-    """What each `pip install` the trace shows was asked to install (the arguments after its options)."""
+    """Return what each `pip install` the trace shows was asked to install (the arguments after its options)."""
     commands = [shlex.split(line[2:]) for line in trace.splitlines() if line.startswith("+ ")]
     runs = [argv for argv in commands if argv[0].startswith("/") and argv[1:4] == ["-m", "pip", "install"]]
     return [[a for a in argv[argv.index("install") + 1:] if not a.startswith("-") or a == "-e"] for argv in runs]

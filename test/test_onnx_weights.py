@@ -1,5 +1,7 @@
-"""The PyTorch model rebuilt from an exported ONNX file (onnx_weights): same function as the graph, BatchNorm
-statistics fitted for fine-tuning, and `train --init MODEL.onnx`."""
+"""The PyTorch model rebuilt from an exported ONNX file (onnx_weights).
+
+Same function as the graph, BatchNorm statistics fitted for fine-tuning, and `train --init MODEL.onnx`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -23,8 +25,10 @@ from fcn_road_seg.training.train import _init_from, build_datasets
 
 
 def _onnx_logits(path, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ONNX Runtime's probability and its two-class logits (the last ConvTranspose, before the calibration
-    tail), added as a second graph output."""
+    """ONNX Runtime's probability and its two-class logits, added as a second graph output.
+
+    The logits: the last ConvTranspose, before the calibration tail.
+    """
     model = onnx.load(str(path))
     logits = [n for n in model.graph.node if n.op_type == "ConvTranspose"][-1].output[0]
     model.graph.output.append(onnx.helper.make_tensor_value_info(logits, onnx.TensorProto.FLOAT, None))

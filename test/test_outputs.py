@@ -1,7 +1,9 @@
-"""Every output is written whole or not at all, and a write that fails is one line naming the path, the
-OS reason and the fix, with exit 1 (issue 22, items 1, 2 and 14). Failures are real, also as root (who
-ignores permission bits): a file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored, as `ulimit -f` does in a
-shell), a path whose parent is a regular file, a folder standing where the file should go."""
+"""Every output is written whole or not at all (issue 22, items 1, 2 and 14).
+
+A write that fails is one line naming the path, the OS reason and the fix, with exit 1. Failures are real, also as root
+(who ignores permission bits): a file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored, as `ulimit -f` does in a shell), a path
+whose parent is a regular file, a folder standing where the file should go.
+"""
 from __future__ import annotations
 
 import json

@@ -92,9 +92,11 @@ def test_wheel_carries_package_and_data_files_and_its_scripts_run(tmp_path):
 
 
 def test_package_xml_declares_every_ros_package_the_code_uses():
-    """Every ROS package imported by the code or started by a launch file is a rosdep key in package.xml
-    (std_srvs for the evaluator's Trigger service, rviz2 for use_rviz), and nothing else is declared but
-    those and the system Python keys."""
+    """Every ROS package imported by the code or started by a launch file is a rosdep key in package.xml.
+
+    Among them std_srvs for the evaluator's Trigger service, rviz2 for use_rviz; nothing else is declared but those and
+    the system Python keys.
+    """
     import ast
     import re
 
@@ -125,8 +127,11 @@ ROSDEP_KEYS = {"numpy": "python3-numpy", "opencv-python-headless": "python3-open
 
 
 def test_every_python_dependency_has_its_rosdep_key_or_is_named_pip_only():
-    """`rosdep install` must leave a node that starts: each install_requires entry is a rosdep key in
-    package.xml, or the README's system-ROS section names it as pip-only (and its pip line installs it)."""
+    """`rosdep install` must leave a node that starts.
+
+    Each install_requires entry is a rosdep key in package.xml, or the README's system-ROS section names it as pip-only
+    (and its pip line installs it).
+    """
     import ast
 
     tree = ast.parse((ROOT / "setup.py").read_text())
@@ -181,9 +186,11 @@ def test_model_path_scans_ament_prefix_path_without_ament_index_python(tmp_path)
 
 
 def test_readme_venv_layout_builds_and_runs_with_the_venv_interpreter(tmp_path):
-    """The README's system-ROS recipe on a PEP 668 system: a venv with --system-site-packages, ROS on
-    PYTHONPATH (here this environment's site-packages, holding rclpy and colcon, stand in for /opt/ros/...),
-    `python -m colcon build`: the installed executables run with the venv's interpreter and see rclpy."""
+    """The README's system-ROS recipe on a PEP 668 system: the installed executables run with the venv's interpreter.
+
+    The recipe: a venv with --system-site-packages, ROS on PYTHONPATH (here this environment's site-packages, holding
+    rclpy and colcon, stand in for /opt/ros/...), `python -m colcon build`. The executables also see rclpy.
+    """
     import sysconfig
 
     colcon_ok = subprocess.run([sys.executable, "-c", "import colcon_core"], capture_output=True).returncode == 0

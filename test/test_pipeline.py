@@ -111,8 +111,11 @@ def test_onnxruntime_threads_do_not_spin_unless_asked(tiny_onnx):
 
 @pytest.mark.parametrize("threshold", [0.5, 0.625, 0.3125])
 def test_a_probability_exactly_at_the_threshold_is_road_and_just_below_is_not(threshold):
-    """The mask is probability >= threshold: a backend answering exactly the threshold (float32-representable)
-    marks every pixel road; the next float32 below marks none."""
+    """The mask is probability >= threshold.
+
+    A backend answering exactly the threshold (float32-representable) marks every pixel road; the next float32 below
+    marks none.
+    """
     assert float(np.float32(threshold)) == threshold
     frame = cv2.imread(str(Path(__file__).resolve().parent.parent / "samples" / "kitti_um_000000.jpg"))
     contract = ModelContract(input_height=96, input_width=320)

@@ -1,6 +1,8 @@
-"""`fcn-road-seg quantize`: an INT8 QDQ copy calibrated on real KITTI frames (uint8 activations for the CPU, or
-``--symmetric``, TensorRT's form), its float ends kept, its contract carried over and marked int8, refused inputs
-named; the shipped INT8 copy and the TensorRT Q/DQ rule."""
+"""`fcn-road-seg quantize`: an INT8 QDQ copy calibrated on real KITTI frames.
+
+With uint8 activations for the CPU, or ``--symmetric``, TensorRT's form: its float ends kept, its contract carried over
+and marked int8, refused inputs named. Also the shipped INT8 copy and the TensorRT Q/DQ rule.
+"""
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +43,7 @@ def _quantize(tiny_onnx, out, kitti_train, *extra) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_int8(tmp_path_factory, tiny_onnx, kitti_train) -> Path:
-    """The default copy: uint8 activations (CPU speed)."""
+    """Quantize the default copy: uint8 activations (CPU speed)."""
     return _quantize(tiny_onnx, tmp_path_factory.mktemp("int8") / "tiny_int8.onnx", kitti_train)
 
 
@@ -128,8 +130,11 @@ def test_shipped_int8_copy_is_of_the_shipped_model_for_the_cpu():
 
 
 def test_check_trt_on_the_int8_copy_reports_the_parser_rules_without_an_fp16_copy():
-    """`check-trt` on a Q/DQ model: the parser rules (the CPU copy's asymmetric zero points fail them, named),
-    and no FP16 conversion of the Q/DQ graph, which ONNX Runtime cannot even load (it used to end there)."""
+    """`check-trt` on a Q/DQ model: the parser rules, and no FP16 conversion of the Q/DQ graph.
+
+    The CPU copy's asymmetric zero points fail the parser rules, named. ONNX Runtime cannot even load an FP16 conversion
+    of the Q/DQ graph (it used to end there).
+    """
     ok, lines = run_checks(SHIPPED_INT8, [ROOT / "samples" / "kitti_um_000000.jpg"])
     text = "\n".join(lines)
     assert not ok and "zero point" in text and "`fcn-road-seg quantize --symmetric` does" in text

@@ -1,7 +1,9 @@
-"""The README's claims about errors and exit codes, each run (issue 22, item 18): arguments, inputs, split
-lists and data folders are checked before any model loads (every case below also passes a bad model: the
-message proves which was looked at first), `--out` appears only after that, and the CRF numbers the README
-quotes are the model card's."""
+"""The README's claims about errors and exit codes, each run (issue 22, item 18).
+
+Arguments, inputs, split lists and data folders are checked before any model loads (every case below also passes a bad
+model: the message proves which was looked at first), `--out` appears only after that, and the CRF numbers the README
+quotes are the model card's.
+"""
 from __future__ import annotations
 
 import re

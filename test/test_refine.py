@@ -1,5 +1,8 @@
-"""Dense-CRF refinement: it moves a blurred boundary onto a colour edge, runs on real frames through the
-pipeline, the CLI and the evaluator, and without the ``crf`` extra fails with the install command."""
+"""Dense-CRF refinement: it moves a blurred boundary onto a colour edge.
+
+It runs on real frames through the pipeline, the CLI and the evaluator, and without the ``crf`` extra fails with the
+install command.
+"""
 import json
 import subprocess
 import sys
@@ -22,7 +25,7 @@ needs_crf = pytest.mark.skipif(not HAVE_CRF, reason=f"pydensecrf2 is not install
 
 
 def run_cli(*args, block_crf: bool = False):
-    """The CLI in a fresh interpreter; ``block_crf`` makes ``import pydensecrf`` fail there, as if not installed."""
+    """Run the CLI in a fresh interpreter; ``block_crf`` makes ``import pydensecrf`` fail there, as if not installed."""
     code = ("import sys\n" + ("sys.modules['pydensecrf'] = None  # import pydensecrf now raises ImportError\n"
                               if block_crf else "") +
             "from fcn_road_seg.cli import main\nsys.exit(main(sys.argv[1:]))")
@@ -31,8 +34,11 @@ def run_cli(*args, block_crf: bool = False):
 
 
 def edge_scene(textured: bool, edge: int = 100, shift: int = 12, blur: float = 6.0):
-    """A 120x200 frame whose colour changes at column ``edge`` (or does not, ``textured=False``), and a road
-    probability that is a blurred step centred ``shift`` columns right of the edge (a coarse FCN boundary)."""
+    """Make a 120x200 frame and a road probability that is a blurred step (a coarse FCN boundary).
+
+    The frame's colour changes at column ``edge`` (or does not, ``textured=False``); the step is centred ``shift``
+    columns right of the edge.
+    """
     rng = np.random.default_rng(0)
     frame = np.full((120, 200, 3), (90, 90, 90), np.float32)  # grey road on the left
     if textured:

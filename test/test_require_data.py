@@ -1,6 +1,8 @@
-"""The policy for absent test data and shipped model (conftest.missing): a skip with the reason on a user's clone,
-a failure naming what is missing under FCN_ROAD_SEG_REQUIRE_DATA=1 (CI). Runs pytest on two small tests with the
-data folder and the shipped model pointed at paths that do not exist."""
+"""The policy for absent test data and shipped model (conftest.missing).
+
+A skip with the reason on a user's clone, a failure naming what is missing under FCN_ROAD_SEG_REQUIRE_DATA=1 (CI). Runs
+pytest on two small tests with the data folder and the shipped model pointed at paths that do not exist.
+"""
 import os
 import subprocess
 import sys

@@ -1,5 +1,7 @@
-"""sensor_msgs <-> numpy on real KITTI frames, every supported encoding, the way the node meets them: a message
-serialized by rclpy (what a camera driver publishes), taken as CDR bytes and decoded with rosbags."""
+"""sensor_msgs <-> numpy on real KITTI frames, every supported encoding, the way the node meets them.
+
+A message serialized by rclpy (what a camera driver publishes), taken as CDR bytes and decoded with rosbags.
+"""
 import array
 
 import cv2
@@ -32,7 +34,7 @@ def received(msg: Image | CompressedImage):
 
 
 def node_bgr(msg: Image | CompressedImage):
-    """The BGR frame the node makes of ``msg``."""
+    """Return the BGR frame the node makes of ``msg``."""
     return message_to_bgr(received(msg))
 
 

@@ -1,5 +1,7 @@
-"""TensorRT plan handling: sidecar, compatibility, cache, calibration input, missing-runtime errors (run
-everywhere), and real TensorRT / pycuda tests that run where a GPU and the libraries are present."""
+"""TensorRT plan handling: sidecar, compatibility, cache, calibration input, missing-runtime errors (run everywhere).
+
+Also real TensorRT / pycuda tests that run where a GPU and the libraries are present.
+"""
 import importlib.util
 import json
 import logging

@@ -22,7 +22,7 @@ from fcn_road_seg.training.args import add_train_args
 
 @pytest.fixture()
 def two_frames(shared_data, tmp_path):
-    """A class-index dataset of two real CamVid frames, used for both training and validation."""
+    """Make a class-index dataset of two real CamVid frames, used for both training and validation."""
     root = tmp_path / "data"
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
@@ -179,8 +179,10 @@ def test_a_step_per_encoder_on_mixed_kitti_sets(encoder, kitti_mix, tmp_path):
 
 
 def test_torchrun_two_cpu_ranks_stay_in_step(kitti_mix, tmp_path):
-    """`torchrun --standalone --nproc_per_node 2` on the CPU (gloo): a few steps on real frames, both ranks
-    report identical weights and the same mean loss after the epoch, and only rank 0 writes checkpoints."""
+    """`torchrun --standalone --nproc_per_node 2` on the CPU (gloo): a few steps on real frames.
+
+    Both ranks report identical weights and the same mean loss after the epoch, and only rank 0 writes checkpoints.
+    """
     import os
     import subprocess
     import sys

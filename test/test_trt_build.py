@@ -1,7 +1,9 @@
-"""The TensorRT build path against the strict fakes of 8.6, 10.3, 10.16 and 11.1 (test/trt_fakes): FP16 by
-default, FP32, INT8 with calibration and its cache, DLA on builder config and runtime, the timing cache,
-the engine cache and its sidecar, another version's plan, and a cache folder that cannot be written.
-Every test also fails when the build breaks a lifetime rule of the C++ API (the ``fakes`` fixture)."""
+"""The TensorRT build path against the strict fakes of 8.6, 10.3, 10.16 and 11.1 (test/trt_fakes).
+
+FP16 by default, FP32, INT8 with calibration and its cache, DLA on builder config and runtime, the timing cache, the
+engine cache and its sidecar, another version's plan, and a cache folder that cannot be written. Every test also fails
+when the build breaks a lifetime rule of the C++ API (the ``fakes`` fixture).
+"""
 import json
 import logging
 import shutil
@@ -28,7 +30,7 @@ def cache_root(tmp_path, monkeypatch):
 
 
 def other_model(tiny_onnx, tmp_path):
-    """The same network saved with another doc string: another file hash, same input size."""
+    """Save the same network with another doc string: another file hash, same input size."""
     model = onnx.load(str(tiny_onnx))
     model.doc_string = "another model"
     path = tmp_path / "other.onnx"
@@ -176,8 +178,10 @@ def test_unwritable_cache_folder_is_a_clear_error_and_auto_falls_back(fakes, tin
 
 
 def test_fp16_copy_keeps_the_calibrated_head_in_float32(tmp_path):
-    """TensorRT 11 builds this copy: everything after the last convolution (the logit difference, the
-    calibration's x 1/T and - b, the sigmoid) must compute in float32, as docs/tensorrt.md says."""
+    """TensorRT 11 builds this copy: everything after the last convolution must compute in float32.
+
+    Those are the logit difference, the calibration's x 1/T and - b, and the sigmoid; docs/tensorrt.md says so.
+    """
     from fcn_road_seg.resources import default_model_path
 
     half = onnx.shape_inference.infer_shapes(onnx.load(str(convert_to_fp16(default_model_path(),

@@ -24,7 +24,7 @@ from fcn_road_seg.trt.check import (
 
 @pytest.fixture(scope="session")
 def deploy_model(shipped_model):
-    """The model users deploy: the shipped one (absent: a skip, or a failure in CI; conftest.missing)."""
+    """Return the model users deploy: the shipped one (absent: a skip, or a failure in CI; conftest.missing)."""
     return shipped_model
 
 

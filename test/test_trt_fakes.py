@@ -1,6 +1,9 @@
-"""The fakes are as strict as the bindings they stand for: per TensorRT release, names the release lacks,
-wrong keywords, missing positionals and read-only properties fail as pybind11 fails; pycuda's Boost.Python
-functions and CUDA's context rules likewise. (If these pass, a code path that misuses an API fails too.)"""
+"""The fakes are as strict as the bindings they stand for.
+
+Per TensorRT release, names the release lacks, wrong keywords, missing positionals and read-only properties fail as
+pybind11 fails; pycuda's Boost.Python functions and CUDA's context rules likewise. (If these pass, a code path that
+misuses an API fails too.)
+"""
 import numpy as np
 import pytest
 

@@ -1,6 +1,8 @@
-"""The TensorRT backend at run time against the strict fakes of 8.6, 10.3, 10.16 and 11.1: masks through
-RoadSegmenter equal ONNX Runtime's, two threads share one backend, CUDA errors become TensorRTError naming the
-stage, ``auto`` falls back to a CPU backend when the build fails, and the ROS node runs on it (real rclpy)."""
+"""The TensorRT backend at run time against the strict fakes of 8.6, 10.3, 10.16 and 11.1.
+
+Masks through RoadSegmenter equal ONNX Runtime's, two threads share one backend, CUDA errors become TensorRTError naming
+the stage, ``auto`` falls back to a CPU backend when the build fails, and the ROS node runs on it (real rclpy).
+"""
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -45,8 +47,10 @@ def test_roadsegmenter_on_tensorrt_matches_onnxruntime(fakes, tiny_onnx, frames,
 
 
 def test_two_threads_share_one_backend(fakes, tiny_onnx, frames):
-    """The backend serialises calls (the node's worker and a diagnostics caller may both infer). RoadSegmenter
-    itself reuses one input buffer, so each thread here preprocesses into its own batch."""
+    """The backend serialises calls (the node's worker and a diagnostics caller may both infer).
+
+    RoadSegmenter itself reuses one input buffer, so each thread here preprocesses into its own batch.
+    """
     from fcn_road_seg.preprocess import preprocess
 
     backend = open_backend(tiny_onnx, "tensorrt")
