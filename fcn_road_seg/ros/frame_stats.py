@@ -22,10 +22,9 @@ class FrameStats:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.received = self.processed = self.dropped = self.bad_frames = self.errors = self.idle = 0
-        self.camera_faults = 0
+        self.received = self.processed = self.dropped = self.idle = self.camera_faults = 0
         self.fault: str | None = None  # the camera fault of the newest frame looked at; None once a frame is fine
-        self.bad = BadFrames()  # bad frames and pipeline errors per cause (bad_frames.py)
+        self.bad = BadFrames()  # bad frames and pipeline errors per cause (bad_frames.py): the only count of them
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.pipeline_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.done_at: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -47,12 +46,8 @@ class FrameStats:
             setattr(self, field, getattr(self, field) + 1)
 
     def bad_frame(self, cause: str) -> bool:
-        """Count a bad frame ("bad_frames") or pipeline error ("errors") under ``cause``; True: log it."""
+        """Count a bad frame (a cause of CAUSES) or a pipeline error ("pipeline_error"); True: log it."""
         with self.lock:
-            if cause == "pipeline_error":
-                self.errors += 1
-            else:
-                self.bad_frames += 1
             return self.bad.bad(cause, time.monotonic())
 
     def snapshot(self, window_s: float = 5.0) -> dict[str, float]:
@@ -68,8 +63,9 @@ class FrameStats:
             span = max(1.0, min(window_s, now - self.first_done)) if self.first_done is not None else 1.0
             latency = np.array(self.latency_ms) if self.latency_ms else None
             pipeline = np.array(self.pipeline_ms) if self.pipeline_ms else None
-            snap = {k: getattr(self, k) for k in ("received", "processed", "dropped", "bad_frames", "camera_faults",
-                                                  "errors", "idle")}
+            snap = {k: getattr(self, k) for k in ("received", "processed", "dropped")}
+            snap["bad_frames"] = sum(self.bad.counts[cause] for cause in CAUSES)
+            snap.update(camera_faults=self.camera_faults, errors=self.bad.counts["pipeline_error"], idle=self.idle)
             snap["camera_fault"] = self.fault or "none"
             snap.update({f"bad_frames_{cause}": self.bad.counts[cause] for cause in CAUSES})
             snap["bad_frames_warning"] = self.bad.warning(now) or "none"
