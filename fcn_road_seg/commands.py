@@ -30,10 +30,6 @@ def _check_threshold(threshold: float | None) -> None:
                               "`fcn-road-seg evaluate` prints for the MaxF point")
 
 
-def _check_out_folder(out: Path, flag: str = "--out") -> None:
-    check_writable(out, flag)  # a file there or above: bad argument; a folder refusing files: OutputError
-
-
 def _require_torch() -> None:
     try:
         import torch  # noqa: F401
@@ -98,7 +94,7 @@ def infer(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise FcnRoadSegError(f"--alpha must lie in [0, 1], got {args.alpha}")
     _check_threshold(args.threshold)
-    _check_out_folder(args.out)
+    check_writable(args.out)
     paths = list({p.resolve(): p for p in list_images(args.inputs)}.values())  # a file given twice: once
     stems = _output_stems(paths)
     segmenter = _open_segmenter(args)
@@ -261,12 +257,12 @@ def evaluate(args: argparse.Namespace) -> int:
     from .evaluation.metrics import mask_threshold
 
     _check_threshold(args.threshold)
-    _check_out_folder(args.out)
+    check_writable(args.out)
     if args.write_bag is not None and args.write_bag.exists():
         raise FcnRoadSegError(f"--write-bag {args.write_bag} exists already (rosbag2 writes only new bags); give a "
                               "path that does not exist yet, or delete the old bag")
     if args.write_bag is not None:
-        _check_out_folder(args.write_bag.parent, "--write-bag's folder")
+        check_writable(args.write_bag.parent, "--write-bag's folder")
     config = EvalConfig(
         source=args.source, out=args.out, layout=args.layout, split=args.split, road_id=args.road_id,
         ignore_id=None if args.ignore_id < 0 else args.ignore_id, image_topic=args.image_topic,
@@ -299,7 +295,7 @@ def bag(args: argparse.Namespace) -> int:
     from .evaluation.groundtruth import FolderSource
 
     layout = "kitti" if args.bag_command == "from-kitti" else "class-index"
-    _check_out_folder(args.output.parent, "-o's folder")
+    check_writable(args.output.parent, "-o's folder")
     config = BagWriteConfig(image_topic=args.image_topic, gt_topic=args.gt_topic,
                             camera_info_topic=args.camera_info_topic, frame_id=args.frame_id, rate_hz=args.rate,
                             storage=args.storage, limit=args.limit)  # topics and rate checked before the folder
@@ -315,7 +311,7 @@ def demo(args: argparse.Namespace) -> int:
     config = DemoConfig(out=args.out, images=args.images, model=args.model, backend=args.backend,
                         threshold=args.threshold or 0.0, rate_hz=args.rate, frames=args.frames, seconds=args.seconds)
     _check_threshold(args.threshold)
-    _check_out_folder(args.out)
+    check_writable(args.out)
     report = run_demo(config)
     print(report.summary())
     print(f"overlays -> {args.out}")
@@ -332,7 +328,7 @@ def train(args: argparse.Namespace) -> int:
     for flag, path, example in (("--resume", args.resume, "RUN/last.pt"), ("--init", args.init, "RUN/best.pt")):
         if path is not None and not path.is_file():
             raise FcnRoadSegError(f"{flag} {path} not found; give a checkpoint an earlier run wrote, e.g. {example}")
-    _check_out_folder(args.out)
+    check_writable(args.out)
     _require_torch()
     from .training.train import main as train_main
 
