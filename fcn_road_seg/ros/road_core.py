@@ -45,6 +45,8 @@ __all__ = ["RoadSegmentationCore", "DIAGNOSTICS_PERIOD_S", "ERROR_THROTTLE_S"]
 
 DIAGNOSTICS_PERIOD_S = 1.0
 ERROR_THROTTLE_S = 5.0
+# input_transport -> (rclpy message class to subscribe with, rosbags type to decode, topic suffix)
+_INPUTS = {"raw": (Image, IMAGE, ""), "compressed": (CompressedImage, COMPRESSED_IMAGE, "/compressed")}
 
 
 class RoadSegmentationCore:
@@ -78,7 +80,8 @@ class RoadSegmentationCore:
 
     def _configure(self) -> None:
         """Open the model (a TensorRT engine is built here, on first use) and create the publishers."""
-        if self.config.input_transport != "compressed":
+        self._input_class, self._input_msgtype, suffix = _INPUTS[self.config.input_transport]
+        if self._input_msgtype == IMAGE:
             require_converter()  # at start, not as an error on every frame
         self._segmenter = self._open_segmenter()
         self._segmenter.threshold = self._live.threshold or self._segmenter.contract.default_threshold
@@ -88,7 +91,7 @@ class RoadSegmentationCore:
             self.get_logger().warn(f"{reason}: using {CPU_RUNTIMES[name]} (set backend:={name} to choose it without "
                                    "trying TensorRT; docs/tensorrt.md installs TensorRT)")
         image = self.resolve_topic_name("image")
-        self.input_topic = f"{image}/compressed" if self.config.input_transport == "compressed" else image
+        self.input_topic = image + suffix
         out_qos = qos(self.config.output_qos, depth=5)
         self.mask_pub, self.overlay_pub, self.probability_pub = (
             self.create_publisher(Image, f"~/{name}", out_qos, event_callbacks=self._matched_events())
@@ -154,8 +157,7 @@ class RoadSegmentationCore:
         with self._input_lock:
             want = self._active and (not self.config.lazy_subscription or self._listened())
             if want and self.subscription is None:
-                kind = CompressedImage if self.config.input_transport == "compressed" else Image
-                self.subscription = self.create_subscription(kind, self.input_topic, self._on_image,
+                self.subscription = self.create_subscription(self._input_class, self.input_topic, self._on_image,
                                                              qos(self.config.input_qos, depth=1), raw=True)
                 if self.config.lazy_subscription:
                     self.get_logger().info(f"an output has a subscriber: subscribed to {self.input_topic}")
@@ -261,7 +263,7 @@ class RoadSegmentationCore:
         segmenter.tta = live.tta
         msg = None
         try:
-            msg = decode(raw, COMPRESSED_IMAGE if self.config.input_transport == "compressed" else IMAGE)
+            msg = decode(raw, self._input_msgtype)
             frame = message_to_bgr(msg)
             if not self._usable(frame, msg, live):
                 return
