@@ -30,6 +30,7 @@ import numpy as np
 from ..contract import ModelContract, file_sha256, read_onnx_contract
 from ..errors import DatasetError, ModelError
 from ..images import list_images
+from ..outputs import replacing
 from ..preprocess import preprocess_files
 
 __all__ = ["QuantizeConfig", "float_nodes", "calibration_frames", "quantize_model"]
@@ -151,11 +152,6 @@ def quantize_model(model: str | Path, output: str | Path, config: QuantizeConfig
     for key, value in int8.to_metadata().items():
         quantized.metadata_props.add(key=key, value=value)
     quantized.ir_version = min(quantized.ir_version, proto.ir_version)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    try:
-        onnx.save(quantized, str(partial))
-        partial.replace(output)
-    finally:
-        partial.unlink(missing_ok=True)
+    with replacing(output) as tmp:
+        onnx.save(quantized, str(tmp))
     return output
