@@ -16,7 +16,6 @@ block at stride 8 and at stride 16 and the 1x1 head conv (1280 channels) at stri
 from __future__ import annotations
 
 import importlib
-import logging
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -36,8 +35,6 @@ __all__ = [
     "count_parameters",
     "count_flops",
 ]
-
-log = logging.getLogger(__name__)
 
 VARIANTS = ("fcn32s", "fcn16s", "fcn8s")
 LITE_ENCODERS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
