@@ -13,16 +13,10 @@ import numpy as np
 
 from .contract import ModelContract
 
-__all__ = ["preprocess", "preprocess_files", "resize_interpolation"]
+__all__ = ["preprocess", "preprocess_files", "RESIZE_INTERPOLATION"]
 
-
-def resize_interpolation(frame_hw: tuple[int, int], net_hw: tuple[int, int]) -> int:
-    """Return the OpenCV interpolation ``preprocess`` resizes with: bilinear, shrinking or enlarging.
-
-    Bilinear is several times faster than area averaging on a KITTI frame at the same validation MaxF
-    (docs/performance.md).
-    """
-    return cv2.INTER_LINEAR
+# The OpenCV interpolation ``preprocess`` resizes with, shrinking or enlarging (why: its docstring).
+RESIZE_INTERPOLATION = cv2.INTER_LINEAR
 
 
 def preprocess(
@@ -40,8 +34,7 @@ def preprocess(
     net_h, net_w = contract.input_height, contract.input_width
     batch = np.empty(contract.input_shape, dtype=np.uint8) if out is None else out
     net_input = batch[0]  # resized straight into the network batch, channels swapped in place
-    cv2.resize(frame, (net_w, net_h), dst=net_input,
-               interpolation=resize_interpolation(frame.shape[:2], (net_h, net_w)))
+    cv2.resize(frame, (net_w, net_h), dst=net_input, interpolation=RESIZE_INTERPOLATION)
     if order != contract.channel_order:
         cv2.cvtColor(net_input, cv2.COLOR_BGR2RGB, dst=net_input)
     return batch

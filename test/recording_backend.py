@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from fcn_road_seg.contract import ModelContract
-from fcn_road_seg.preprocess import resize_interpolation
+from fcn_road_seg.preprocess import RESIZE_INTERPOLATION
 
 
 class RecordingBackend:
@@ -38,5 +38,5 @@ def expected_batch(bgr: np.ndarray, contract: ModelContract) -> np.ndarray:
     then turned into the contract's channel order.
     """
     net_hw = (contract.input_height, contract.input_width)
-    resized = cv2.resize(bgr, net_hw[::-1], interpolation=resize_interpolation(bgr.shape[:2], net_hw))
+    resized = cv2.resize(bgr, net_hw[::-1], interpolation=RESIZE_INTERPOLATION)
     return (cv2.cvtColor(resized, cv2.COLOR_BGR2RGB) if contract.channel_order == "RGB" else resized)[None]
