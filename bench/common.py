@@ -252,6 +252,7 @@ class TorchBackend:
 
     name = "torch-eager"
     selection = "PyTorch eager, opened by the benchmark"
+    fallback = None
 
     def __init__(self, path: Path, *, device: str = "cpu") -> None:
         import torch

@@ -73,12 +73,12 @@ def _open_segmenter(args: argparse.Namespace):
 
     A fallback to ONNX Runtime: one INFO line.
     """
-    from .backends import CPU_RUNTIMES, fallback_reason
+    from .backends import CPU_RUNTIMES
     from .pipeline import RoadSegmenter
 
     segmenter = RoadSegmenter(args.model, backend=args.backend, threshold=args.threshold, refine=_refine_config(args),
                               tta=args.tta, cpu_precision=args.cpu_precision)
-    reason = fallback_reason(segmenter.backend)
+    reason = segmenter.backend.fallback
     if reason:
         name = segmenter.backend.name
         log.info("%s: using %s (--backend %s skips the TensorRT try)", reason, CPU_RUNTIMES[name], name)

@@ -17,6 +17,7 @@ class RecordingBackend:
     name = "recording"
     device = "test"
     selection = "a test's recording backend"
+    fallback = None
 
     def __init__(self, contract: ModelContract, probability: float | np.ndarray = 0.25) -> None:
         self.contract = contract

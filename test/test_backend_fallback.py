@@ -13,7 +13,6 @@ import sys
 
 import pytest
 
-from fcn_road_seg.backends import fallback_reason
 from fcn_road_seg.errors import BackendUnavailableError
 from fcn_road_seg.pipeline import RoadSegmenter
 
@@ -29,13 +28,13 @@ def test_auto_uses_the_cpu_runtime_and_gives_a_short_reason_without_warning(tiny
             assert seg.backend.name == CPU
             assert seg.backend.selection.startswith(FALLBACK)
             assert "is not installed" in seg.backend.selection and "pip install" in seg.backend.selection
-            reason = fallback_reason(seg.backend)
+            reason = seg.backend.fallback
     # the library itself does not warn: the CLI and the node say it once, each with its own option's name
     assert not [r for r in caplog.records if r.levelno >= logging.INFO and r.name == "fcn_road_seg.backends"]
     assert reason == (f"TensorRT cannot run {tiny_onnx.name} here: "
                       "TensorRT is not installed (No module named 'tensorrt')")
     with RoadSegmenter(tiny_onnx, backend="onnxruntime") as seg:
-        assert fallback_reason(seg.backend) is None
+        assert seg.backend.fallback is None
 
 
 def test_requested_backends_say_so_and_tensorrt_still_fails_hard(tiny_onnx):

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fcn_road_seg.backends import fallback_reason
 from fcn_road_seg.errors import BackendUnavailableError, ModelError
 from fcn_road_seg.evaluation.groundtruth import kitti_pairs
 from fcn_road_seg.images import read_bgr
@@ -88,8 +87,8 @@ def test_auto_runs_the_int8_copy_on_openvino_and_says_so(caplog):
         assert backend.selection.startswith("backend 'auto' fell back to OpenVINO: TensorRT cannot run")
         assert backend.selection.endswith("(int8 model fcn8s_lite0_kitti_road_int8.onnx, f32 hint)")
         # the library stays quiet (the CLI and the node say it once); the short reason leaves the file note out
-        assert fallback_reason(backend).startswith("TensorRT cannot run fcn8s_lite0_kitti_road.onnx here")
-        assert "int8 model" not in fallback_reason(backend)
+        assert backend.fallback.startswith("TensorRT cannot run fcn8s_lite0_kitti_road.onnx here")
+        assert "int8 model" not in backend.fallback
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "fcn_road_seg.backends"]
 
 

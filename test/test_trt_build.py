@@ -12,7 +12,7 @@ import onnx
 import pytest
 from trt_fakes import RELEASES, install
 
-from fcn_road_seg.backends import fallback_reason, open_backend
+from fcn_road_seg.backends import open_backend
 from fcn_road_seg.backends.tensorrt import TensorRTBackend
 from fcn_road_seg.cli import main as cli
 from fcn_road_seg.errors import EngineMismatchError, TensorRTError
@@ -174,7 +174,7 @@ def test_unwritable_cache_folder_is_a_clear_error_and_auto_falls_back(fakes, tin
     # hands them names the cache folder's setting.
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert "FCN_ROAD_SEG_CACHE" in backend.selection
-    assert "cannot lock the engine cache in" in fallback_reason(backend)  # the short line names the folder
+    assert "cannot lock the engine cache in" in backend.fallback  # the short line names the folder
 
 
 def test_fp16_copy_keeps_the_calibrated_head_in_float32(tmp_path):

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from fcn_road_seg.backends import fallback_reason, open_backend
+from fcn_road_seg.backends import open_backend
 from fcn_road_seg.errors import TensorRTError
 from fcn_road_seg.images import list_images, read_bgr
 from fcn_road_seg.pipeline import RoadSegmenter
@@ -93,7 +93,7 @@ def test_auto_falls_back_to_a_cpu_backend_when_the_build_fails(fakes, tiny_onnx,
     # The library logs no WARN of its own (the CLI says the reason at INFO, the node once as a WARN: issue 22)
     assert not [r for r in caplog.records
                 if r.levelno == logging.WARNING and r.name.startswith("fcn_road_seg.backends")]
-    assert "could not build an engine" in fallback_reason(backend)
+    assert "could not build an engine" in backend.fallback
     assert "OutOfMemory" in caplog.text  # TensorRT's own error reached the log through the logger bridge
 
 

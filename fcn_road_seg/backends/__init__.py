@@ -19,8 +19,7 @@ import numpy as np
 from ..contract import ModelContract, check_model_file, file_sha256, read_onnx_contract
 from ..errors import BackendUnavailableError, FcnRoadSegError, ModelError
 
-__all__ = ["Backend", "BACKENDS", "CPU_PRECISIONS", "CPU_RUNTIMES", "open_backend", "available_backends", "int8_copy",
-           "fallback_reason"]
+__all__ = ["Backend", "BACKENDS", "CPU_PRECISIONS", "CPU_RUNTIMES", "open_backend", "available_backends", "int8_copy"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +36,7 @@ class Backend(Protocol):
     contract: ModelContract
     device: str
     selection: str  # which runtime was chosen and why (set by open_backend; diagnostics and report.json show it)
+    fallback: str | None  # why backend 'auto' fell back to a CPU runtime, one short clause; None when it did not
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) at the contract's size -> float32 road probability (N, H, W)."""
@@ -69,7 +69,7 @@ def open_backend(model: str | Path, backend: str = "auto", *, cpu_precision: str
 
     ``auto`` tries TensorRT for an .onnx and, when it cannot open here (not installed, no CUDA device, a parse
     or build error), takes the CPU path: OpenVINO, else (not installed, or it cannot load the model) ONNX
-    Runtime, the universal fallback; ``fallback_reason`` says why, for the caller to log once with its own
+    Runtime, the universal fallback; the backend's ``fallback`` says why, for the caller to log once with its own
     option's name. A plan, or backend
     ``tensorrt``, fails hard. The opened backend's ``selection`` says which ran, why, and in which precision.
 
@@ -109,26 +109,22 @@ def open_backend(model: str | Path, backend: str = "auto", *, cpu_precision: str
     runtime = "openvino" if importlib.util.find_spec("openvino") is not None else "onnxruntime"
     if runtime == "openvino":
         try:
-            backend = _open_cpu(runtime, cpu_path, hint, options, f"{FALLBACK}OpenVINO: {reason}")
+            backend = _open_cpu(runtime, cpu_path, hint, options, f"{FALLBACK}OpenVINO: {reason}", _clause(reason))
         except FcnRoadSegError as err:
             reason += f"; OpenVINO cannot run it either: {err}"
             runtime = "onnxruntime"
     if runtime == "onnxruntime":
-        backend = _open_cpu(runtime, cpu_path, hint, options, f"{FALLBACK}ONNX Runtime: {reason}")
+        backend = _open_cpu(runtime, cpu_path, hint, options, f"{FALLBACK}ONNX Runtime: {reason}",
+                            _clause(reason))
     log.debug("backend 'auto' uses %s: %s", CPU_RUNTIMES[runtime], reason)  # callers say it once, with their option
     return backend
 
 
-def fallback_reason(backend: Backend) -> str | None:
-    """Why backend 'auto' fell back to a CPU runtime, in one short clause, or None when it did not.
+def _clause(reason: str) -> str:
+    """The first clause of why TensorRT could not run, for ``Backend.fallback``.
 
-    The clause leaves out the install hint and the precision note; the CLI logs it at INFO, the node as one WARN
-    at start.
+    It leaves out the install hint and what OpenVINO said; the CLI logs it at INFO, the node as one WARN at start.
     """
-    if not backend.selection.startswith(FALLBACK):
-        return None
-    reason = backend.selection[len(FALLBACK):].split(": ", 1)[1]  # after "<runtime>: "
-    reason = reason.split(f" ({backend.contract.precision} model ", 1)[0]
     reason = re.split(r"(?<=\)): |; ", reason, maxsplit=1)[0]
     return reason if len(reason) <= 160 else reason[:157] + "..."
 
@@ -157,22 +153,22 @@ def _cpu_model(path: Path, cpu_precision: str, auto: bool) -> tuple[Path, str]:
     return copy or path, "f32"
 
 
-def _open_cpu(runtime: str, path: Path, hint: str, options: dict, why: str) -> Backend:
+def _open_cpu(runtime: str, path: Path, hint: str, options: dict, why: str, fallback: str | None = None) -> Backend:
     """OpenVINO or ONNX Runtime on ``path``; the selection names the file's precision (and OpenVINO's hint)."""
     if runtime == "openvino":
         from .openvino import OpenVinoBackend
 
         backend = OpenVinoBackend(path, precision=hint, **{k: v for k, v in options.items() if k in OPENVINO_OPTIONS})
-        return _selected(backend, f"{why} ({backend.contract.precision} model {path.name}, {hint} hint)")
+        return _selected(backend, f"{why} ({backend.contract.precision} model {path.name}, {hint} hint)", fallback)
     if hint == "bf16":
         raise BackendUnavailableError("cpu_precision 'bf16' runs on OpenVINO only: pip install openvino and use "
                                       "backend 'openvino' (or 'auto')")
     from .onnxruntime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(path, **{k: v for k, v in options.items() if k in ONNXRUNTIME_OPTIONS})
-    return _selected(backend, f"{why} ({backend.contract.precision} model {path.name})")
+    return _selected(backend, f"{why} ({backend.contract.precision} model {path.name})", fallback)
 
 
-def _selected(backend: Backend, why: str) -> Backend:
-    backend.selection = why
+def _selected(backend: Backend, why: str, fallback: str | None = None) -> Backend:
+    backend.selection, backend.fallback = why, fallback
     return backend

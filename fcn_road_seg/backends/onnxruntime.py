@@ -19,6 +19,7 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
     selection = "opened directly (not through open_backend)"
+    fallback = None
 
     def __init__(self, path: str | Path, *, device: str = "auto", threads: int = 0, spin_wait: bool = False) -> None:
         """``device``: ``auto`` (CUDA if available, else CPU), ``cpu`` or ``cuda``; ``threads``: 0 = ORT's choice.

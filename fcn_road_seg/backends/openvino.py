@@ -27,6 +27,7 @@ class OpenVinoBackend:
 
     name = "openvino"
     selection = "opened directly (not through open_backend)"
+    fallback = None
 
     def __init__(self, path: str | Path, *, precision: str = "f32", threads: int = 0) -> None:
         """``precision``: the inference precision hint for float layers, ``f32`` or ``bf16``.

@@ -42,6 +42,7 @@ class TensorRTBackend:
 
     name = "tensorrt"
     selection = "opened directly (not through open_backend)"
+    fallback = None
 
     def __init__(self, plan_path: str | Path, *, device_index: int = 0) -> None:
         trt = import_tensorrt()

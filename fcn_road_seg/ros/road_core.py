@@ -29,7 +29,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from ..backends import CPU_RUNTIMES, fallback_reason
+from ..backends import CPU_RUNTIMES
 from ..errors import FcnRoadSegError, InputImageError, ModelError
 from ..evaluation.metrics import quantize_probability
 from ..image_messages import (COMPRESSED_IMAGE, IMAGE, decode, describe, encode, image_message, message_to_bgr,
@@ -85,7 +85,7 @@ class RoadSegmentationCore:
             require_converter()  # at start, not as an error on every frame
         self._segmenter = self._open_segmenter()
         self._segmenter.threshold = self._live.threshold or self._segmenter.contract.default_threshold
-        reason = fallback_reason(self._segmenter.backend)
+        reason = self._segmenter.backend.fallback
         if reason:
             name = self._segmenter.backend.name
             self.get_logger().warn(f"{reason}: using {CPU_RUNTIMES[name]} (set backend:={name} to choose it without "
