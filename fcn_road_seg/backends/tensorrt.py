@@ -16,7 +16,7 @@ from ..contract import ModelContract
 from ..trt.callbacks import trt_logger
 from ..trt.engine import BuildOptions, cached_engine, import_tensorrt
 from ..errors import FcnRoadSegError, ModelError, TensorRTError
-from ..trt.plan import check_compatible, read_sidecar
+from ..trt.plan import DLA_BOARDS, check_compatible, read_sidecar
 from ..trt.cuda_io import CudaDevice, StreamIO, TensorSpec, import_pycuda
 
 __all__ = ["TensorRTBackend", "open_tensorrt"]
@@ -111,8 +111,7 @@ class TensorRTBackend:
             fix = (f"rebuild it on this device with --dla 0..{cores - 1}, or without --dla" if cores else
                    "rebuild it without --dla (or pass the .onnx, so a GPU engine is built and cached)")
             raise TensorRTError(f"{self.path} was built for DLA core {core} but this device has {cores} DLA core(s) "
-                                "(AGX Orin and Orin NX 16GB: 2, Orin NX 8GB: 1, Orin Nano and desktop GPUs: 0); "
-                                f"{fix}")
+                                f"({DLA_BOARDS}); {fix}")
         self._runtime.DLA_core = core
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ from .calibration import calibration_cache_key, calibration_images, entropy_cali
 from .callbacks import progress_monitor, trt_logger
 from .timing_cache import attach_timing_cache, save_timing_cache
 from .plan import (
+    DLA_BOARDS,
     PRECISIONS,
     EngineSidecar,
     GpuInfo,
@@ -143,15 +144,15 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, options: BuildOpt
     """Parse ``onnx_path``, build a plan with ``options``, write it and its sidecar atomically."""
     from .cuda_io import CudaDevice
 
-    if read_onnx_contract(onnx_path).precision == "int8":
-        raise TensorRTError(QDQ_REFUSED.format(path=onnx_path, source=read_onnx_contract(onnx_path).quantization
-                                               .get("source", "the float model")))
+    contract = read_onnx_contract(onnx_path)
+    if contract.precision == "int8":
+        source = contract.quantization.get("source", "the float model")
+        raise TensorRTError(QDQ_REFUSED.format(path=onnx_path, source=source))
     trt = import_tensorrt()
     options = options or BuildOptions()
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
     if options.precision == "int8" and trt_major(trt) >= 11:
         raise TensorRTError(INT8_ON_11.format(version=trt.__version__))
-    contract = read_onnx_contract(onnx_path)
     if contract.contract_version < 2:
         raise TensorRTError(
             f"{onnx_path} has model contract version {contract.contract_version}: its graph transposes the uint8 "
@@ -302,8 +303,8 @@ def _configure_and_build(trt, builder, network, job: _BuildJob, timing_path: Pat
         cores = builder.num_DLA_cores
         if options.dla_core >= cores:
             raise TensorRTError(
-                f"--dla {options.dla_core} asked for but this device has {cores} DLA core(s) "
-                "(AGX Orin and Orin NX 16GB: 2, Orin NX 8GB: 1, Orin Nano: 0); omit --dla to run on the GPU"
+                f"--dla {options.dla_core} asked for but this device has {cores} DLA core(s) ({DLA_BOARDS}); "
+                "omit --dla to run on the GPU"
             )
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = options.dla_core

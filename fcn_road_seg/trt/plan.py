@@ -35,11 +35,14 @@ __all__ = [
     "timing_cache_path",
     "exclusive_lock",
     "cache_folder_error",
+    "DLA_BOARDS",
 ]
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp16", "fp32", "int8")
+# DLA cores per device, for the errors of a build (--dla) or a plan asking for a core the device lacks
+DLA_BOARDS = "AGX Orin and Orin NX 16GB: 2, Orin NX 8GB: 1, Orin Nano and desktop GPUs: 0"
 SIDECAR_SUFFIX = ".json"
 SIDECAR_FORMAT = 1
 
