@@ -35,14 +35,15 @@ def attach_timing_cache(config, path: Path):
             cache = config.create_timing_cache(blob)
         except Exception as err:  # noqa: BLE001 - TensorRT raises its own error types for a corrupt blob
             log.warning("timing cache %s is unreadable (%s); starting a new one", path, err)
-            cache = None
-        if cache is None:
-            log.warning("timing cache %s is stale or corrupt; starting a new one", path)
-        elif config.set_timing_cache(cache, ignore_mismatch=False):
-            log.info("timing cache %s (reused)", path)
-            return cache
         else:
-            log.warning("timing cache %s was made on another GPU or TensorRT version; starting a new one", path)
+            if cache is None:
+                log.warning("timing cache %s is stale or corrupt; starting a new one", path)
+            elif config.set_timing_cache(cache, ignore_mismatch=False):
+                log.info("timing cache %s (reused)", path)
+                return cache
+            else:
+                log.warning("timing cache %s was made on another GPU or TensorRT version; starting a new one",
+                            path)
     cache = config.create_timing_cache(b"")
     if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
         log.warning("timing cache %s could not be attached; building without it", path)
