@@ -121,7 +121,7 @@ def open_backend(model: str | Path, backend: str = "auto", *, cpu_precision: str
 
 
 def _clause(reason: str) -> str:
-    """The first clause of why TensorRT could not run, for ``Backend.fallback``.
+    """Return the first clause of why TensorRT could not run, for ``Backend.fallback``.
 
     It leaves out the install hint and what OpenVINO said; the CLI logs it at INFO, the node as one WARN at start.
     """
