@@ -21,7 +21,7 @@ from pathlib import Path
 from .errors import FcnRoadSegError, OutputError
 
 __all__ = ["replacing", "write_bytes", "write_text", "write_json", "write_image", "write_figure",
-           "output_error", "check_writable", "check_room"]
+           "output_error", "check_writable", "check_room", "existing_ancestor", "probe_error"]
 
 _FIXES = {
     errno.ENOSPC: "free disk space or write to another disk",
@@ -103,10 +103,22 @@ def write_figure(path: str | Path, figure) -> Path:
     return write_bytes(path, buffer.getvalue())
 
 
-def _existing_ancestor(path: Path) -> Path:
+def existing_ancestor(path: Path) -> Path:
+    """Return ``path`` if it exists, else its nearest existing parent."""
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+def probe_error(folder: Path) -> OSError | None:
+    """Return why no file can be created in the existing ``folder``, or None (tried: a temporary file, removed)."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".fcn_road_seg_probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return err
+    return None
 
 
 def check_writable(folder: str | Path, flag: str = "--out") -> None:
@@ -116,15 +128,12 @@ def check_writable(folder: str | Path, flag: str = "--out") -> None:
     probe file is an ``OutputError``. Creates nothing that stays.
     """
     folder = Path(folder)
-    existing = _existing_ancestor(folder.absolute())
+    existing = existing_ancestor(folder.absolute())
     if not existing.is_dir():
         where = "is a file" if existing == folder.absolute() else f"lies under {existing}, which is a file"
         raise FcnRoadSegError(f"{flag} {folder} {where}; give a folder (it is created if missing)")
-    try:
-        fd, probe = tempfile.mkstemp(dir=existing, prefix=".fcn_road_seg_probe.")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
+    err = probe_error(existing)
+    if err is not None:
         raise output_error(existing if existing == folder.absolute() else folder, err) from err
 
 
@@ -133,7 +142,7 @@ def check_room(path: str | Path, need_bytes: int, what: str) -> None:
 
     It cannot fit with less free disk space than that, or a smaller file-size limit (``ulimit -f``).
     """
-    where = _existing_ancestor(Path(path).absolute())
+    where = existing_ancestor(Path(path).absolute())
     free = shutil.disk_usage(where).free
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     need = f"cannot write {path}: about {need_bytes / 1e6:.1f} MB for {what}"

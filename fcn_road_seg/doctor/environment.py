@@ -15,11 +15,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from .. import __version__
 from ..errors import BackendUnavailableError
+from ..outputs import existing_ancestor, probe_error
 from ..trt.plan import cache_dir, cache_dir_source
 
 __all__ = ["PACKAGES", "DESKTOP_INSTALL", "JETSON_INSTALL", "jetson_model", "install_line", "platform_facts",
@@ -202,13 +202,8 @@ def writable_error(folder: Path) -> str | None:
     """None if a file can be created in ``folder`` (tried: a temporary file, removed again), else why not."""
     if not folder.is_dir():
         return f"{folder} is not a folder" if folder.exists() else f"folder {folder} does not exist"
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fcn_road_seg_doctor_")
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as err:
-        return f"cannot create files in {folder} ({err.strerror or err})"
-    return None
+    err = probe_error(folder)
+    return f"cannot create files in {folder} ({err.strerror or err})" if err is not None else None
 
 
 def cache_facts() -> dict:
@@ -216,9 +211,7 @@ def cache_facts() -> dict:
     folder = cache_dir()
     facts = {"folder": str(folder), "set_by": cache_dir_source(), "exists": folder.is_dir(), "writable": False,
              "reason": None}
-    probe = folder
-    while not probe.exists() and probe.parent != probe:  # not made yet: the first build creates it
-        probe = probe.parent
+    probe = existing_ancestor(folder)  # not made yet: the first build creates it
     error = writable_error(probe)
     if error is None:
         facts["writable"] = True
