@@ -72,21 +72,9 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def _bgr_message(frame: np.ndarray):
-    from sensor_msgs.msg import Image
-
-    h, w = frame.shape[:2]
-    msg = Image(height=h, width=w, encoding="bgr8", is_bigendian=0, step=w * 3)
-    msg.header.frame_id = "camera"
-    msg.data = frame.tobytes()
-    return msg
-
-
 def measure_overhead(model: str, frame: np.ndarray, iterations: int, backend: str = "auto") -> dict:
     """Per-frame work of the node other than ``backend.infer``, timed component by component in-process."""
-    from rclpy.serialization import serialize_message
-
-    from fcn_road_seg.image_messages import IMAGE, decode, encode, image_message, message_to_bgr
+    from fcn_road_seg.image_messages import IMAGE, decode, encode, header, image_message, message_to_bgr
     from fcn_road_seg.pipeline import RoadSegmenter
     from fcn_road_seg.ros.camera_faults import CameraFaultCheck, FaultLimits
 
@@ -94,7 +82,7 @@ def measure_overhead(model: str, frame: np.ndarray, iterations: int, backend: st
     # alternate, so the frozen test costs what it costs on a live camera
     noisy = frame.copy()
     noisy[0, 0, 0] ^= 1
-    wires = [serialize_message(_bgr_message(f)) for f in (frame, noisy)]
+    wires = [encode(image_message(f, "bgr8", header(0, "camera"))) for f in (frame, noisy)]
     names = ("decode", "to_bgr", "fault_check", "pre", "post", "to_image", "encode")
     parts: dict[str, list[float]] = {k: [] for k in names}
     faults, limits = CameraFaultCheck(), FaultLimits()  # the node's default limits (frozen check on)
