@@ -135,12 +135,10 @@ def _tensorrt(model: Path, frames: list[Frame], ref: Measurement, options: Docto
               ) -> list[str]:
     """Build or reuse the FP16 engine (engine cache), run the frames, compare with ONNX Runtime."""
     from ..pipeline import RoadSegmenter
-    from ..trt.engine import current_gpu, import_tensorrt
-    from ..trt.plan import cached_plan_path, file_sha256, sidecar_path
+    from ..trt.engine import BuildOptions, cached_plan, plan_ready
 
-    trt = import_tensorrt()
-    plan = cached_plan_path(file_sha256(model), current_gpu(0), trt.__version__, "fp16")
-    reused = plan.is_file() and sidecar_path(plan).is_file()
+    plan, _ = cached_plan(model, BuildOptions(precision="fp16"))  # where RoadSegmenter's cached_engine looks
+    reused = plan_ready(plan)
     log.info("doctor: %s the TensorRT FP16 engine %s", "reusing" if reused else "building (minutes)", plan)
     t0 = time.perf_counter()
     try:

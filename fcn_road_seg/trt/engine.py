@@ -66,6 +66,8 @@ __all__ = [
     "import_tensorrt",
     "build_engine",
     "cached_engine",
+    "cached_plan",
+    "plan_ready",
 ]
 
 log = logging.getLogger(__name__)
@@ -358,6 +360,21 @@ def _check_network(trt, network, contract: ModelContract, onnx_path: Path) -> No
                          f"{contract.output_name} float32; re-export with `fcn-road-seg export`")
 
 
+def cached_plan(onnx_path: Path, options: BuildOptions, cache_root: Path | None = None) -> tuple[Path, GpuInfo]:
+    """Return where ``cached_engine`` keeps the plan of ``onnx_path`` built with ``options`` here, and the GPU.
+
+    The key is the model's hash, this GPU, the TensorRT version and the precision.
+    """
+    gpu = current_gpu(options.device_index)
+    plan = cached_plan_path(file_sha256(onnx_path), gpu, import_tensorrt().__version__, options.precision, cache_root)
+    return plan, gpu
+
+
+def plan_ready(plan: Path) -> bool:
+    """Return whether a cached plan is complete: the plan and its sidecar (written last) are both there."""
+    return plan.is_file() and sidecar_path(plan).is_file()
+
+
 def cached_engine(onnx_path: str | Path, options: BuildOptions | None = None, *, cache_root: Path | None = None
                   ) -> Path:
     """Return the cached plan for ``onnx_path`` on this GPU and TensorRT version, built on first use.
@@ -369,12 +386,11 @@ def cached_engine(onnx_path: str | Path, options: BuildOptions | None = None, *,
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise ModelError(f"model file not found: {onnx_path}")
-    gpu = current_gpu(options.device_index)
-    plan = cached_plan_path(file_sha256(onnx_path), gpu, trt.__version__, options.precision, cache_root)
+    plan, gpu = cached_plan(onnx_path, options, cache_root)
     if options.timing_cache is None:
         options = replace(options, timing_cache=timing_cache_path(gpu, trt.__version__, cache_root))
     with exclusive_lock(plan):
-        if plan.is_file() and sidecar_path(plan).is_file():
+        if plan_ready(plan):
             log.info("engine cache hit: %s", plan)
             return plan
         log.info("engine cache miss: building %s for %s (TensorRT %s) -> %s; later starts reuse it",
