@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from fcn_road_seg.contract import ModelContract
-from fcn_road_seg.trt.calibration import calibration_batches, calibration_images
+from fcn_road_seg.preprocess import preprocess_files
+from fcn_road_seg.trt.calibration import calibration_images
 from fcn_road_seg.trt.engine import BuildOptions
 from fcn_road_seg.errors import BackendUnavailableError, DatasetError, EngineMismatchError, ModelError
 from fcn_road_seg.outputs import write_bytes
@@ -172,7 +173,7 @@ def test_exclusive_lock_serialises_concurrent_builders(tmp_path):
     assert target.read_bytes().decode() == events[0][1]
 
 
-def test_calibration_batches_match_what_roadsegmenter_feeds_the_backend(shared_data, tiny_onnx):
+def test_calibration_frames_are_preprocessed_as_roadsegmenter_feeds_the_backend(shared_data, tiny_onnx):
     from fcn_road_seg.backends.onnxruntime import OnnxRuntimeBackend
     from fcn_road_seg.images import list_images, read_bgr
     from fcn_road_seg.pipeline import RoadSegmenter
@@ -188,8 +189,8 @@ def test_calibration_batches_match_what_roadsegmenter_feeds_the_backend(shared_d
     seg = RoadSegmenter(backend=backend)
     for path in list_images([folder]):
         seg.segment(read_bgr(path), color_order="bgr")
-    batches = list(calibration_batches(calibration_images(folder), backend.contract))
-    assert [name for name, _ in batches] == [p.name for p in list_images([folder])]
+    batches = list(preprocess_files(calibration_images(folder), backend.contract))  # what the calibrator reads
+    assert [path.name for path, _ in batches] == [p.name for p in list_images([folder])]
     for (_, batch), fed in zip(batches, backend.seen):
         assert batch.dtype == np.uint8 and batch.shape == backend.contract.input_shape
         np.testing.assert_array_equal(batch, fed)

@@ -17,8 +17,9 @@ import numpy as np
 from ..contract import ModelContract
 from ..errors import DatasetError, InputImageError, OutputError, TensorRTError
 from ..outputs import write_bytes
+from ..preprocess import preprocess_files
 
-__all__ = ["calibration_images", "calibration_batches", "calibration_cache_key", "entropy_calibrator"]
+__all__ = ["calibration_images", "calibration_cache_key", "entropy_calibrator"]
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +37,6 @@ def calibration_images(image_dir: str | Path, max_images: int = 500) -> list[Pat
         return list_images([image_dir])[:max_images]
     except InputImageError as err:
         raise DatasetError(f"{err}; INT8 calibration needs a few hundred frames like the camera's") from err
-
-
-def calibration_batches(images: list[Path], contract: ModelContract):
-    """Yield (name, uint8 (1, H, W, 3) batch) for the calibration images (``calibration_images``).
-
-    They are preprocessed exactly like RoadSegmenter.
-    """
-    from ..preprocess import preprocess_files
-
-    for path, batch in preprocess_files(images, contract):
-        yield path.name, batch
 
 
 def calibration_cache_key(onnx_sha256: str, contract: ModelContract) -> bytes:
@@ -67,7 +57,7 @@ def entropy_calibrator(trt, images: list[Path], contract: ModelContract, cache_p
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self._images = images
-            self._batches = calibration_batches(images, contract)
+            self._batches = preprocess_files(images, contract)  # exactly as RoadSegmenter feeds its backend
             self._device = cuda.mem_alloc(int(np.prod(contract.input_shape)))
             self._count = 0
             self.failure: str | None = None  # the frame and error that stopped calibration, if any
