@@ -75,6 +75,18 @@ class ModelContract:
         """Network input shape (N, H, W, C)."""
         return (1, self.input_height, self.input_width, 3)
 
+    def check_graph(self, source: Path, input_names: list[str], output_names: list[str], input_shape: list) -> None:
+        """Raise ModelError when a runtime's view of the graph disagrees with this contract (names, input shape).
+
+        ``output_names``: the names the runtime will read the probability from.
+        """
+        if input_names != [self.input_name] or self.output_name not in output_names:
+            raise ModelError(f"{source}: graph inputs/outputs {input_names}/{output_names} do not match its contract "
+                             f"({self.input_name} -> {self.output_name}); re-export the model")
+        if tuple(input_shape) != self.input_shape:
+            raise ModelError(f"{source}: graph input shape {list(input_shape)} differs from the contract's "
+                             f"{self.input_shape}; re-export the model")
+
     def to_metadata(self) -> dict[str, str]:
         """Flatten into ONNX ``metadata_props`` key/value strings."""
         return {METADATA_PREFIX + k: json.dumps(v) for k, v in asdict(self).items()}

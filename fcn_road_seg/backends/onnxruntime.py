@@ -52,17 +52,7 @@ class OnnxRuntimeBackend:
             raise ModelError(f"ONNX Runtime cannot load {self.path}: {err}") from err
         self.device = "cuda" if use_cuda else "cpu"
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        c = self.contract
-        if [i.name for i in inputs] != [c.input_name] or c.output_name not in [o.name for o in outputs]:
-            raise ModelError(
-                f"{self.path}: graph inputs/outputs {[i.name for i in inputs]}/{[o.name for o in outputs]} "
-                f"do not match its contract ({c.input_name} -> {c.output_name}); re-export the model"
-            )
-        if tuple(inputs[0].shape) != c.input_shape:
-            raise ModelError(
-                f"{self.path}: graph input shape {inputs[0].shape} differs from the contract's {c.input_shape}; "
-                "re-export the model"
-            )
+        self.contract.check_graph(self.path, [i.name for i in inputs], [o.name for o in outputs], inputs[0].shape)
         log.info("onnxruntime %s on %s: %s", ort.__version__, self.device, self.path.name)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
