@@ -95,9 +95,10 @@ def test_an_onnx_file_with_a_tampered_contract_is_refused(tiny_onnx, tmp_path, f
         open_backend(path, "onnxruntime")
 
 
-def test_an_onnx_file_whose_size_disagrees_with_its_graph_is_refused(tiny_onnx, tmp_path):
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_an_onnx_file_whose_size_disagrees_with_its_graph_is_refused(tiny_onnx, tmp_path, runtime):
     with pytest.raises(ModelError, match=r"graph input shape .* differs from the contract's \(1, 64, 320, 3\)"):
-        open_backend(_edited(tiny_onnx, tmp_path, "input_height", 64), "onnxruntime")
+        open_backend(_edited(tiny_onnx, tmp_path, "input_height", 64), runtime)
 
 
 def test_an_onnx_file_with_a_valid_edit_is_accepted(tiny_onnx, tmp_path):
