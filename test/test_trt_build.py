@@ -19,7 +19,8 @@ from fcn_road_seg.errors import EngineMismatchError, TensorRTError
 from fcn_road_seg.resources import samples_dir
 from fcn_road_seg.trt.engine import BuildOptions, build_engine, cached_engine
 from fcn_road_seg.trt.fp16 import convert_to_fp16
-from fcn_road_seg.trt.plan import file_sha256, read_sidecar
+from fcn_road_seg.contract import file_sha256
+from fcn_road_seg.trt.plan import read_sidecar
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..contract import ModelContract, read_onnx_contract
+from ..contract import ModelContract, file_sha256, read_onnx_contract
 from ..errors import (BackendUnavailableError, FcnRoadSegError, InputImageError, ModelError, OutputError,
                       TensorRTError)
 from ..outputs import write_bytes
@@ -52,7 +52,6 @@ from .plan import (
     cache_folder_error,
     cached_plan_path,
     exclusive_lock,
-    file_sha256,
     sidecar_path,
     timing_cache_path,
     write_sidecar,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..contract import ModelContract, file_sha256
+from ..contract import ModelContract
 from ..errors import EngineMismatchError, ModelError, TensorRTError
 from ..outputs import write_bytes
 
@@ -28,7 +28,6 @@ __all__ = [
     "read_sidecar",
     "write_sidecar",
     "check_compatible",
-    "file_sha256",
     "cache_dir",
     "cache_dir_source",
     "cached_plan_path",
