@@ -157,10 +157,10 @@ def check_compatible(
 
 def cache_dir() -> Path:
     """``$FCN_ROAD_SEG_CACHE`` or ``$XDG_CACHE_HOME/fcn_road_seg`` (default ``~/.cache/fcn_road_seg``)."""
-    env = os.environ.get("FCN_ROAD_SEG_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fcn_road_seg"
+    source = cache_dir_source()  # the one place that knows which variable wins
+    if source == "FCN_ROAD_SEG_CACHE":
+        return Path(os.environ[source]).expanduser()
+    return Path(os.environ[source] if source == "XDG_CACHE_HOME" else Path.home() / ".cache") / "fcn_road_seg"
 
 
 def cache_dir_source() -> str:
