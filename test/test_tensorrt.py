@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from fcn_road_seg.contract import ModelContract
+from fcn_road_seg.contract import ModelContract, file_sha256
 from fcn_road_seg.preprocess import preprocess_files
 from fcn_road_seg.trt.calibration import calibration_images
 from fcn_road_seg.trt.engine import BuildOptions
@@ -27,7 +27,6 @@ from fcn_road_seg.trt.plan import (
     cached_plan_path,
     check_compatible,
     exclusive_lock,
-    file_sha256,
     read_sidecar,
     sidecar_path,
     timing_cache_path,
