@@ -32,7 +32,7 @@ class RoadSegmentationLifecycleNode(RoadSegmentationCore, LifecycleNode):
         try:
             self._declare()
         except Exception:
-            super().destroy_node()
+            self.destroy_node()
             raise
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -60,12 +60,6 @@ class RoadSegmentationLifecycleNode(RoadSegmentationCore, LifecycleNode):
         self._deactivate()
         self._cleanup()
         return TransitionCallbackReturn.SUCCESS
-
-    def destroy_node(self) -> None:
-        """Stop the worker and free the model whatever the state, then destroy the ROS entities."""
-        self._deactivate()
-        self._cleanup()
-        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -48,12 +48,6 @@ class RoadSegmentationNode(RoadSegmentationCore, Node):
             self.destroy_node()
             raise
 
-    def destroy_node(self) -> None:
-        """Stop and join the worker, release the model, then destroy the ROS entities."""
-        self._deactivate()
-        self._cleanup()
-        super().destroy_node()
-
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``road_seg_node``; returns the exit status (1: bad model or parameters, said why)."""

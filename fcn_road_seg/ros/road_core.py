@@ -144,6 +144,12 @@ class RoadSegmentationCore:
             self._segmenter.close()
             self._segmenter = None
 
+    def destroy_node(self) -> None:
+        """Stop and join the worker and free the model whatever the state, then destroy the ROS entities."""
+        self._deactivate()
+        self._cleanup()
+        super().destroy_node()  # the rclpy Node or LifecycleNode this is mixed into
+
     # -- lazy subscription --------------------------------------------------------------------------------------
     def _matched_events(self) -> PublisherEventCallbacks:
         return PublisherEventCallbacks(matched=self._update_subscription)
